@@ -1,0 +1,2 @@
+//! coindcx-hub (work in progress skeleton; see README.md).
+pub mod signing;
