@@ -1,2 +1,161 @@
-//! coindcx-hub (work in progress skeleton; see README.md).
+//! # coindcx-hub
+//!
+//! Bridges a CoinDCX futures account's private Socket.IO stream to any number of browser
+//! WebSockets, with exact decimals, a snapshot on connect and gap-free resume. The exchange
+//! connection exists only while someone watches.
+//!
+//! ## How a record flows (one way, one module per step)
+//!
+//! | step | module | what it does |
+//! |---|---|---|
+//! | settings | [`config`] | every environment variable, validated at start |
+//! | exchange connection | [`upstream`] | our `Transport` trait, the `rust_socketio` client ([`upstream::socketio`]), the [`upstream::supervisor`] (lazy connect, backoff, auth failure, reconcile) |
+//! | signing | [`signing`] | HMAC-SHA256 for `join` and REST bodies |
+//! | REST | [`rest`] | signed futures REST client (reconcile, example script) |
+//! | typed events | [`normalize`], [`record`], [`decimal`] | `data` text → one [`record::Record`] per array element; decimals as [`decimal::ExactDecimal`] |
+//! | fan-out | [`hub`] | the hub task: seq, state, history, per-client bounded queues, eviction |
+//! | browser socket | [`session`] | one actix-ws connection: frames out, pings, limits |
+//! | routes | [`http`] | `/`, `/ws`, `/ws/coindcx`, `/ws/status`, `/healthz`, `/readyz`, `/metrics` |
+//! | observability | [`metrics`] | Prometheus counters for every drop, eviction and skip |
+//! | simulator | [`simulator`] | a local CoinDCX look-alike (Socket.IO + REST) used when no credentials are set |
+//!
+//! To add a decimal field to orders, positions or balances: its kind's table in [`record`].
+
+pub mod config;
+pub mod decimal;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod normalize;
+pub mod record;
+pub mod rest;
+pub mod session;
 pub mod signing;
+pub mod simulator;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use tokio::sync::mpsc;
+
+use config::{Config, UpstreamKind};
+use hub::{HubHandle, HubSettings, UpstreamInputs};
+use metrics::Metrics;
+use upstream::account::RestAccount;
+use upstream::socketio::SocketIoTransport;
+use upstream::supervisor::{self, Wiring};
+
+/// Exchange events waiting for the hub; beyond this the upstream records a gap and reconciles.
+const UPSTREAM_QUEUE: usize = 65_536;
+
+/// A started hub: its address and handles to stop it.
+pub struct RunningHub {
+    pub addr: SocketAddr,
+    pub hub: HubHandle,
+    pub simulator: Option<simulator::Simulator>,
+    server: actix_web::dev::ServerHandle,
+    server_task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningHub {
+    /// Tells clients, closes them with 1001, leaves the upstream and stops serving.
+    pub async fn shutdown(self) {
+        self.hub.shutdown().await;
+        self.server.stop(true).await;
+        let _ = self.server_task.await;
+        if let Some(sim) = self.simulator {
+            sim.shutdown().await;
+        }
+    }
+
+    /// Completes when the HTTP server stops by itself.
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.server_task).await;
+    }
+}
+
+/// Starts the hub (and the simulator when no credentials are configured) on the current
+/// tokio runtime.
+pub async fn start(config: Config) -> std::io::Result<RunningHub> {
+    let (ws_url, api_url, key, secret, sim) = match config.upstream {
+        UpstreamKind::CoinDcx => (config.ws_url.clone(), config.api_url.clone(), config.api_key.clone(), config.api_secret.clone(), None),
+        UpstreamKind::Simulator => {
+            let sim = simulator::Simulator::start(simulator::SimConfig {
+                bind: config.simulator.bind,
+                api_key: simulator::DEMO_API_KEY.into(),
+                api_secret: simulator::DEMO_API_SECRET.into(),
+                rate: config.simulator.rate,
+                seed: config.simulator.seed,
+            })
+            .await?;
+            log::warn!(
+                target: "hub",
+                "NO CoinDCX CREDENTIALS: streaming from the built-in SIMULATOR at {} (demo key {:?}); set COINDCX_API_KEY and COINDCX_API_SECRET for the real account",
+                sim.url(),
+                simulator::DEMO_API_KEY
+            );
+            (sim.url(), sim.url(), simulator::DEMO_API_KEY.to_string(), simulator::DEMO_API_SECRET.to_string(), Some(sim))
+        }
+    };
+    let metrics = Arc::new(Metrics::new());
+    let (records_tx, records) = mpsc::channel(UPSTREAM_QUEUE);
+    let (reports_tx, reports) = mpsc::channel(64);
+    let gap = Arc::new(AtomicBool::new(false));
+    let rest = Arc::new(rest::RestClient::new(&api_url, &key, &secret));
+    let supervisor = supervisor::spawn(
+        Arc::new(SocketIoTransport::new(&ws_url, &key, &secret)),
+        Some(Arc::new(RestAccount(rest))),
+        Wiring {
+            records: records_tx,
+            reports: reports_tx,
+            gap: gap.clone(),
+            metrics: metrics.clone(),
+        },
+    );
+    let hub = hub::spawn(
+        HubSettings {
+            epoch: uuid::Uuid::new_v4().to_string(),
+            upstream_kind: config.upstream.as_str(),
+            client_queue: config.client_queue,
+            history: config.history,
+            linger: config.linger,
+        },
+        metrics,
+        UpstreamInputs {
+            records,
+            reports,
+            gap,
+            supervisor,
+        },
+    );
+    let state = web::Data::new(http::AppState {
+        hub: hub.clone(),
+        config: Arc::new(config.clone()),
+    });
+    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
+        .on_connect(|conn, _| {
+            // Nagle's algorithm adds tens of ms to small frames.
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
+        .disable_signals()
+        .shutdown_timeout(3)
+        .workers(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4))
+        .bind(config.bind)?;
+    let addr = server.addrs().first().copied().unwrap_or(config.bind);
+    let server = server.run();
+    let handle = server.handle();
+    let server_task = tokio::spawn(server);
+    log::info!(target: "hub", "listening on http://{addr} (upstream: {})", config.upstream.as_str());
+    Ok(RunningHub {
+        addr,
+        hub,
+        simulator: sim,
+        server: handle,
+        server_task,
+    })
+}

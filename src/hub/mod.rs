@@ -1,0 +1,465 @@
+//! The hub: one tokio task that owns the client table, the sequence counter, the account state
+//! and the resume history. Everything reaches it as a message; it never awaits a client.
+//!
+//! - Sessions send [`Command`]s through a cloneable [`HubHandle`] (join, leave, shutdown).
+//! - The upstream hands it raw exchange events (bounded channel) and supervisor [`Report`]s.
+//! - Each frame is serialized once ([`frame`]) and offered to every client's bounded queue with
+//!   `try_send`; a full queue evicts that client (close 1008 "slow consumer"), counted.
+//! - Because one task assigns seqs and serves joins, a new client's snapshot at seq N is always
+//!   followed by exactly the events from N+1: no gap, no duplicate.
+
+pub mod frame;
+pub mod history;
+pub mod state;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+use crate::normalize::{normalize, normalize_records, PayloadError};
+use crate::record::{Kind, Record};
+use crate::upstream::supervisor::{AccountView, Command as UpCommand, Report, Supervisor};
+use crate::upstream::{RawEvent, UpstreamState};
+use frame::Frame;
+use history::History;
+use state::{AccountState, Apply};
+use status::Status;
+
+/// Terminal orders kept for snapshots ("recent orders").
+const TERMINAL_ORDERS_KEPT: usize = 500;
+
+/// Why the hub closes a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseReason {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+pub const SLOW_CONSUMER: CloseReason = CloseReason {
+    code: 1008,
+    reason: "slow consumer",
+};
+pub const GOING_AWAY: CloseReason = CloseReason {
+    code: 1001,
+    reason: "shutting down",
+};
+
+/// A resume request: `?since=<seq>&epoch=<epoch>`.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    pub since: u64,
+    pub epoch: String,
+}
+
+/// What a joining session gets back.
+pub struct Joined {
+    pub client_id: u64,
+    /// Frames to send first, in order (system, then snapshot or the replay).
+    pub initial: Vec<Frame>,
+    /// Live frames after `initial`.
+    pub frames: mpsc::Receiver<Frame>,
+    /// Fires when the hub closes this client.
+    pub close: oneshot::Receiver<CloseReason>,
+}
+
+pub enum Command {
+    Join {
+        resume: Option<Resume>,
+        reply: oneshot::Sender<Joined>,
+    },
+    Leave {
+        client_id: u64,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Cloneable handle for sessions and routes.
+#[derive(Clone)]
+pub struct HubHandle {
+    tx: mpsc::Sender<Command>,
+    pub status: Arc<Status>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl HubHandle {
+    /// Registers a client; `None` when the hub is shutting down.
+    pub async fn join(&self, resume: Option<Resume>) -> Option<Joined> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Join { resume, reply }).await.ok()?;
+        rx.await.ok()
+    }
+
+    pub async fn leave(&self, client_id: u64) {
+        let _ = self.tx.send(Command::Leave { client_id }).await;
+    }
+
+    /// Tells every client, closes them with 1001 and stops the upstream.
+    pub async fn shutdown(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown { reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+pub struct HubSettings {
+    pub epoch: String,
+    pub upstream_kind: &'static str,
+    pub client_queue: usize,
+    pub history: usize,
+    pub linger: Duration,
+}
+
+/// The hub's inputs from the upstream side.
+pub struct UpstreamInputs {
+    pub records: mpsc::Receiver<RawEvent>,
+    pub reports: mpsc::Receiver<Report>,
+    pub gap: Arc<AtomicBool>,
+    pub supervisor: Supervisor,
+}
+
+struct Client {
+    tx: mpsc::Sender<Frame>,
+    close: oneshot::Sender<CloseReason>,
+}
+
+pub struct Hub {
+    settings: HubSettings,
+    status: Arc<Status>,
+    metrics: Arc<Metrics>,
+    commands: mpsc::Receiver<Command>,
+    upstream: UpstreamInputs,
+    clients: HashMap<u64, Client>,
+    next_client: u64,
+    seq: u64,
+    history: History,
+    state: AccountState,
+    linger_until: Option<Instant>,
+    upstream_state: UpstreamState,
+    /// Set after the upstream was lost, so the next join is announced as a re-join.
+    was_lost: bool,
+    unknown_events: std::collections::HashSet<String>,
+    shutting_down: bool,
+}
+
+/// Spawns the hub task; returns its handle.
+pub fn spawn(settings: HubSettings, metrics: Arc<Metrics>, upstream: UpstreamInputs) -> HubHandle {
+    let status = Arc::new(Status::new(settings.epoch.clone(), settings.upstream_kind));
+    let (tx, commands) = mpsc::channel(1024);
+    let hub = Hub {
+        history: History::new(settings.history),
+        settings,
+        status: status.clone(),
+        metrics: metrics.clone(),
+        commands,
+        upstream,
+        clients: HashMap::new(),
+        next_client: 0,
+        seq: 0,
+        state: AccountState::new(TERMINAL_ORDERS_KEPT),
+        linger_until: None,
+        upstream_state: UpstreamState::Idle,
+        was_lost: false,
+        unknown_events: Default::default(),
+        shutting_down: false,
+    };
+    metrics.set_upstream_state("idle");
+    tokio::spawn(hub.run());
+    HubHandle { tx, status, metrics }
+}
+
+impl Hub {
+    async fn run(mut self) {
+        loop {
+            let linger = self.linger_until;
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                Some(raw) = self.upstream.records.recv() => {
+                    self.on_raw(raw);
+                    // Drain what is already queued in one go, but let commands in regularly.
+                    for _ in 0..256 {
+                        match self.upstream.records.try_recv() {
+                            Ok(raw) => self.on_raw(raw),
+                            Err(_) => break,
+                        }
+                    }
+                    self.check_gap();
+                }
+                Some(report) = self.upstream.reports.recv() => self.on_report(report),
+                _ = sleep_until_opt(linger) => {
+                    self.linger_until = None;
+                    if self.clients.is_empty() {
+                        log::info!(target: "hub", "last client gone: stopping the upstream");
+                        self.upstream.supervisor.send(UpCommand::Stop);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Join { resume, reply } => {
+                if self.shutting_down {
+                    return; // dropping `reply` tells the session
+                }
+                let joined = self.join(resume);
+                if let Err(joined) = reply.send(joined) {
+                    // The session went away before its reply: forget it again.
+                    self.remove(joined.client_id);
+                }
+            }
+            Command::Leave { client_id } => {
+                self.remove(client_id);
+            }
+            Command::Shutdown { reply } => {
+                self.shutting_down = true;
+                let frame = frame::system_frame(&self.settings.epoch, "shutting down", json!({}));
+                for (_, client) in self.clients.drain() {
+                    let _ = client.tx.try_send(frame.clone());
+                    let _ = client.close.send(GOING_AWAY);
+                }
+                self.metrics.clients.set(0);
+                self.linger_until = None;
+                // The supervisor answers once `leave` is sent and the connection is gone.
+                self.upstream.supervisor.send(UpCommand::Shutdown(reply));
+            }
+        }
+    }
+
+    fn join(&mut self, resume: Option<Resume>) -> Joined {
+        self.next_client += 1;
+        let client_id = self.next_client;
+        let mut initial = vec![frame::system_frame(
+            &self.settings.epoch,
+            "connected",
+            json!({"coindcx_connected": self.upstream_state == UpstreamState::Joined, "upstream": self.settings.upstream_kind}),
+        )];
+        let replay = resume.as_ref().and_then(|r| {
+            if r.epoch == self.settings.epoch {
+                self.history.after(r.since, self.seq)
+            } else {
+                None
+            }
+        });
+        match (resume, replay) {
+            (Some(_), Some(frames)) => {
+                self.metrics.resumes.with_label_values(&["ok"]).inc();
+                initial.extend(frames);
+            }
+            (resume, _) => {
+                if let Some(r) = resume {
+                    self.metrics.resumes.with_label_values(&["resync"]).inc();
+                    initial.push(frame::hub_frame(
+                        &self.settings.epoch,
+                        "resync",
+                        json!({"reason": "history does not reach back to since", "since": r.since, "epoch": r.epoch}),
+                    ));
+                }
+                initial.push(frame::hub_frame(&self.settings.epoch, "snapshot", self.state.snapshot(self.seq)));
+            }
+        }
+        let (tx, frames) = mpsc::channel(self.settings.client_queue);
+        let (close_tx, close) = oneshot::channel();
+        self.clients.insert(client_id, Client { tx, close: close_tx });
+        self.metrics.clients.set(self.clients.len() as i64);
+        self.linger_until = None;
+        if self.clients.len() == 1 {
+            self.upstream.supervisor.send(UpCommand::Start);
+        }
+        Joined {
+            client_id,
+            initial,
+            frames,
+            close,
+        }
+    }
+
+    fn remove(&mut self, client_id: u64) -> Option<Client> {
+        let client = self.clients.remove(&client_id)?;
+        self.metrics.clients.set(self.clients.len() as i64);
+        if self.clients.is_empty() {
+            self.linger_until = Some(Instant::now() + self.settings.linger);
+        }
+        Some(client)
+    }
+
+    fn on_raw(&mut self, raw: RawEvent) {
+        let normalized = match normalize(&raw.event, &raw.arg) {
+            Ok(n) => n,
+            Err(PayloadError::UnknownEvent) => {
+                self.metrics.skipped.with_label_values(&["unknown", "unknown_event"]).inc();
+                if self.unknown_events.len() < 100 && self.unknown_events.insert(raw.event.clone()) {
+                    log::info!(target: "hub", "ignoring unknown exchange event {:?}", raw.event);
+                }
+                return;
+            }
+            Err(e) => {
+                self.metrics.skipped.with_label_values(&[&raw.event, reason_label(&e)]).inc();
+                log::warn!(target: "hub", "skipped {} event: {e}", raw.event);
+                return;
+            }
+        };
+        for (index, e) in &normalized.skipped {
+            self.metrics.skipped.with_label_values(&[&raw.event, "bad_record"]).inc();
+            log::warn!(target: "hub", "skipped {} record #{index}: {e}", raw.event);
+        }
+        for rec in normalized.records {
+            self.publish(rec, raw.received_at, false);
+        }
+    }
+
+    /// Applies one record to the state and, when it is news, sequences and fans it out.
+    fn publish(&mut self, rec: Record, at: DateTime<Utc>, reconciled: bool) {
+        match self.state.apply(&rec, at) {
+            Apply::Changed => {}
+            Apply::Duplicate | Apply::Stale => {
+                self.metrics.duplicates.inc();
+                return;
+            }
+        }
+        self.seq += 1;
+        let kind = rec.kind;
+        let bytes = frame::record_frame(&self.settings.epoch, self.seq, kind.frame_type(), kind.event_name(), at, reconciled, &rec.data);
+        self.history.push(self.seq, bytes.clone());
+        self.status.record_event(self.seq, at);
+        self.metrics.events_in.with_label_values(&[kind.frame_type()]).inc();
+        if let Some(updated_at) = rec.updated_at {
+            let lag_ms = Utc::now().timestamp_millis() - updated_at;
+            if (0..86_400_000).contains(&lag_ms) {
+                self.metrics.latency.observe(lag_ms as f64 / 1000.0);
+            }
+        }
+        self.fan_out(&bytes);
+    }
+
+    /// Offers a frame to every client without waiting; evicts those whose queue is full.
+    fn fan_out(&mut self, bytes: &Frame) {
+        let mut evicted = Vec::new();
+        for (id, client) in &self.clients {
+            match client.tx.try_send(bytes.clone()) {
+                Ok(()) => self.metrics.deliveries.inc(),
+                Err(mpsc::error::TrySendError::Full(_)) => evicted.push(*id),
+                Err(mpsc::error::TrySendError::Closed(_)) => evicted.push(*id),
+            }
+        }
+        for id in evicted {
+            if let Some(client) = self.remove(id) {
+                if !client.tx.is_closed() {
+                    log::info!(target: "hub", "client {id} evicted: slow consumer");
+                    self.metrics.evictions.with_label_values(&["slow_consumer"]).inc();
+                    let _ = client.close.send(SLOW_CONSUMER);
+                }
+            }
+        }
+    }
+
+    fn broadcast_system(&mut self, message: &str, extra: Value) {
+        let bytes = frame::system_frame(&self.settings.epoch, message, extra);
+        self.fan_out(&bytes);
+    }
+
+    fn on_report(&mut self, report: Report) {
+        match report {
+            Report::State { state, detail, reconnects } => {
+                self.status.set_upstream(state, &detail, reconnects);
+                let before = self.upstream_state;
+                self.upstream_state = state;
+                if before == state {
+                    return;
+                }
+                log::info!(target: "hub", "upstream {} ({detail})", state.as_str());
+                match state {
+                    UpstreamState::Joined if self.was_lost => {
+                        self.was_lost = false;
+                        self.broadcast_system("upstream re-joined", json!({"coindcx_connected": true, "upstream_state": "joined"}));
+                    }
+                    UpstreamState::Reconnecting if before == UpstreamState::Joined => {
+                        self.was_lost = true;
+                        self.broadcast_system(
+                            "upstream disconnected; events may be delayed until it re-joins and reconciles",
+                            json!({"coindcx_connected": false, "upstream_state": "reconnecting", "reason": detail}),
+                        );
+                    }
+                    UpstreamState::AuthFailed => {
+                        self.was_lost = true;
+                        self.broadcast_system(
+                            "upstream authentication failed: check COINDCX_API_KEY / COINDCX_API_SECRET",
+                            json!({"coindcx_connected": false, "upstream_state": "auth_failed", "reason": detail}),
+                        );
+                    }
+                    UpstreamState::Idle => self.was_lost = false,
+                    _ => {}
+                }
+            }
+            Report::Reconciled { view, started_at } => self.reconcile(view, started_at),
+        }
+    }
+
+    /// Merges the exchange's REST view; every record that differs goes out marked reconciled.
+    fn reconcile(&mut self, view: AccountView, fetched_at: DateTime<Utc>) {
+        let now = Utc::now();
+        let before = self.seq;
+        let mut candidates: Vec<Record> = Vec::new();
+        for (kind, items) in [
+            (Kind::Order, view.open_orders),
+            (Kind::Position, view.positions),
+            (Kind::Balance, view.balances),
+        ] {
+            let n = normalize_records(kind, items);
+            for (i, e) in n.skipped {
+                self.metrics.skipped.with_label_values(&["rest", "bad_record"]).inc();
+                log::warn!(target: "hub", "skipped REST {} #{i}: {e}", kind.frame_type());
+            }
+            candidates.extend(n.records);
+        }
+        let finished = normalize_records(Kind::Order, view.recent_terminal_orders);
+        candidates.extend(finished.records.into_iter().filter(|r| self.state.order_is_open(&r.key)));
+        for rec in candidates {
+            if self.state.rest_is_news(&rec, fetched_at) {
+                self.publish(rec, now, true);
+            }
+        }
+        let changes = self.seq - before;
+        self.metrics.reconcile_changes.inc_by(changes);
+        log::info!(target: "hub", "reconcile: {changes} record(s) differed from the stream");
+    }
+
+    fn check_gap(&mut self) {
+        if self.upstream.gap.swap(false, Ordering::SeqCst) {
+            log::warn!(target: "hub", "records were dropped upstream; reconciling over REST");
+            self.upstream.supervisor.send(UpCommand::Reconcile);
+        }
+    }
+}
+
+fn reason_label(e: &PayloadError) -> &'static str {
+    match e {
+        PayloadError::UnknownEvent => "unknown_event",
+        PayloadError::ArgNotObject => "arg_not_object",
+        PayloadError::NoData => "no_data",
+        PayloadError::BadJson(_) => "bad_json",
+        PayloadError::WrongShape(_) => "wrong_shape",
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

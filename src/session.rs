@@ -1,0 +1,195 @@
+//! One browser WebSocket: a single `select!` loop over hub frames, client frames, the hub's
+//! close signal and a heartbeat tick.
+//!
+//! actix-ws does little for us: no pong, no close reply, no heartbeat, and `session.text()`
+//! waits on a fixed 32-message channel. So every write here also watches the hub's close
+//! signal (a client that stops reading fills its hub queue, gets evicted, and must not keep
+//! this task stuck), and every close is bounded by a timeout.
+
+use std::time::Duration;
+
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason as WsCloseReason, Session};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::hub::frame::{hub_frame, Frame};
+use crate::hub::{CloseReason, HubHandle, Joined, Resume};
+
+/// Client frames larger than this close the socket (SPEC §6).
+pub const MAX_CLIENT_FRAME: usize = 4 * 1024;
+/// More client frames than this within one second close the socket.
+pub const MAX_FRAMES_PER_SECOND: u32 = 20;
+const WS_PING_EVERY: Duration = Duration::from_secs(15);
+/// No frame at all from the client for this long (it answers pings): it is gone.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
+/// After this much silence towards the client, send `{"type":"ping"}` like the original bridge.
+const APP_PING_AFTER: Duration = Duration::from_secs(30);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+const POLICY: fn(&'static str) -> CloseReason = |reason| CloseReason { code: 1008, reason };
+
+enum Exit {
+    /// Close with this code and reason.
+    Close(CloseReason),
+    /// The peer is gone or closed first: nothing more to send.
+    Gone,
+}
+
+/// Runs one client until it leaves or is closed. `release` runs when the session ends.
+pub async fn run(hub: HubHandle, mut session: Session, stream: actix_ws::MessageStream, resume: Option<Resume>, release: impl FnOnce()) {
+    let Some(joined) = hub.join(resume).await else {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(Some(ws_reason(crate::hub::GOING_AWAY)))).await;
+        release();
+        return;
+    };
+    let client_id = joined.client_id;
+    let exit = serve(&hub, &mut session, stream, joined).await;
+    hub.leave(client_id).await;
+    if let Exit::Close(reason) = exit {
+        if reason.code != 1001 {
+            hub.metrics.evictions.with_label_values(&[metric_reason(reason)]).inc();
+        }
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(Some(ws_reason(reason)))).await;
+    }
+    release();
+}
+
+async fn serve(hub: &HubHandle, session: &mut Session, stream: actix_ws::MessageStream, joined: Joined) -> Exit {
+    let Joined {
+        initial,
+        mut frames,
+        mut close,
+        ..
+    } = joined;
+    let epoch = hub.status.epoch.clone();
+    let mut stream = stream.max_frame_size(MAX_CLIENT_FRAME).aggregate_continuations().max_continuation_size(MAX_CLIENT_FRAME);
+    for frame in initial {
+        if let Some(exit) = send(session, frame, &mut close).await {
+            return exit;
+        }
+    }
+    let mut last_heard = Instant::now();
+    let mut last_sent = Instant::now();
+    let mut window_start = Instant::now();
+    let mut window_count = 0u32;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut next_ws_ping = Instant::now() + WS_PING_EVERY;
+    loop {
+        tokio::select! {
+            biased;
+            reason = &mut close => {
+                return match reason {
+                    Ok(reason) if reason.code == 1001 => {
+                        // Shutting down: deliver what is queued (the notice), then close.
+                        while let Ok(frame) = frames.try_recv() {
+                            let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.text(frame)).await;
+                        }
+                        Exit::Close(reason)
+                    }
+                    Ok(reason) => Exit::Close(reason),
+                    Err(_) => Exit::Close(crate::hub::GOING_AWAY),
+                };
+            }
+            frame = frames.recv() => match frame {
+                Some(frame) => {
+                    if let Some(exit) = send(session, frame, &mut close).await {
+                        return exit;
+                    }
+                    last_sent = Instant::now();
+                }
+                None => return Exit::Close(crate::hub::GOING_AWAY),
+            },
+            msg = stream.next() => {
+                last_heard = Instant::now();
+                if last_heard.duration_since(window_start) >= Duration::from_secs(1) {
+                    window_start = last_heard;
+                    window_count = 0;
+                }
+                window_count += 1;
+                if window_count > MAX_FRAMES_PER_SECOND {
+                    return Exit::Close(POLICY("too many frames"));
+                }
+                let reply = match msg {
+                    None => return Exit::Gone,
+                    Some(Err(_)) => return Exit::Close(POLICY("frame too large or malformed")),
+                    Some(Ok(AggregatedMessage::Binary(_))) => return Exit::Close(POLICY("binary frames not accepted")),
+                    Some(Ok(AggregatedMessage::Close(_))) => return Exit::Close(CloseReason { code: 1000, reason: "bye" }),
+                    Some(Ok(AggregatedMessage::Ping(payload))) => {
+                        if session.pong(&payload).await.is_err() {
+                            return Exit::Gone;
+                        }
+                        None
+                    }
+                    Some(Ok(AggregatedMessage::Pong(_))) => None,
+                    Some(Ok(AggregatedMessage::Text(text))) => Some(answer(&epoch, &text)),
+                };
+                if let Some(frame) = reply {
+                    if let Some(exit) = send(session, frame, &mut close).await {
+                        return exit;
+                    }
+                    last_sent = Instant::now();
+                }
+            }
+            _ = tick.tick() => {
+                let now = Instant::now();
+                if now.duration_since(last_heard) > CLIENT_TIMEOUT {
+                    return Exit::Close(CloseReason { code: 1011, reason: "ping timeout" });
+                }
+                if now >= next_ws_ping {
+                    next_ws_ping = now + WS_PING_EVERY;
+                    if session.ping(b"hub").await.is_err() {
+                        return Exit::Gone;
+                    }
+                }
+                if now.duration_since(last_sent) >= APP_PING_AFTER {
+                    if let Some(exit) = send(session, hub_frame(&epoch, "ping", json!({})), &mut close).await {
+                        return exit;
+                    }
+                    last_sent = now;
+                }
+            }
+        }
+    }
+}
+
+/// Writes one frame unless the hub closes this client first.
+async fn send(session: &mut Session, frame: Frame, close: &mut oneshot::Receiver<CloseReason>) -> Option<Exit> {
+    tokio::select! {
+        biased;
+        reason = close => Some(Exit::Close(reason.unwrap_or(crate::hub::GOING_AWAY))),
+        sent = session.text(frame) => sent.err().map(|_| Exit::Gone),
+    }
+}
+
+/// The reply to one client text frame: `pong` for a ping, else one `error` frame.
+pub fn answer(epoch: &str, text: &str) -> Frame {
+    let is_ping = text.trim() == "ping"
+        || serde_json::from_str::<Value>(text)
+            .ok()
+            .is_some_and(|v| v.get("type").and_then(Value::as_str) == Some("ping"));
+    if is_ping {
+        hub_frame(epoch, "pong", json!({}))
+    } else {
+        hub_frame(epoch, "error", json!({"message": "unknown message; send \"ping\" or {\"type\":\"ping\"}"}))
+    }
+}
+
+fn ws_reason(reason: CloseReason) -> WsCloseReason {
+    WsCloseReason {
+        code: CloseCode::from(reason.code),
+        description: Some(reason.reason.to_string()),
+    }
+}
+
+fn metric_reason(reason: CloseReason) -> &'static str {
+    match reason.reason {
+        "too many frames" => "rate_limit",
+        "frame too large or malformed" => "bad_frame",
+        "binary frames not accepted" => "binary",
+        "ping timeout" => "ping_timeout",
+        "slow consumer" => "slow_consumer_closed",
+        _ => "client_close",
+    }
+}
