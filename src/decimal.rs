@@ -135,7 +135,8 @@ mod tests {
     fn exponent_notation_is_written_out() {
         assert_eq!(ExactDecimal::from_json(&num("7.009e-9")).unwrap().as_str(), "0.000000007009");
         assert_eq!(ExactDecimal::parse("1.5E3").unwrap().as_str(), "1500");
-        assert_eq!(ExactDecimal::from_json(&num("1e400")).unwrap().as_str(), "1e400");
+        // Too long to write out: kept in exponent form (serde_json spells the sign).
+        assert_eq!(ExactDecimal::from_json(&num("1e400")).unwrap().as_str(), "1e+400");
     }
 
     #[test]

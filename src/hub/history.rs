@@ -68,7 +68,7 @@ mod tests {
     #[test]
     fn replays_exactly_the_missed_frames() {
         let h = filled(5, 8); // keeps 4..=8
-        let got: Vec<_> = h.after(5, 8).unwrap().iter().map(|b| String::from_utf8(b.to_vec()).unwrap()).collect();
+        let got: Vec<_> = h.after(5, 8).unwrap().iter().map(|b| b.to_string()).collect();
         assert_eq!(got, ["6", "7", "8"]);
         assert_eq!(h.after(3, 8).unwrap().len(), 5);
         assert_eq!(h.after(8, 8).unwrap().len(), 0);
