@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every check and test of coindcx-hub: formatting, clippy, the Rust test suite
+# (unit + integration, against in-process fakes and the built-in simulator) and the
+# headless-Chromium tests of the monitor page. Installs what is missing (chromium,
+# node modules) when it can.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test (unit + integration)"
+cargo test --all-targets -- --test-threads=2
+
+if [ -f tests/browser/package.json ]; then
+  step "browser tests (headless Chromium)"
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      echo "chromium is not installed: sudo apt-get install -y chromium" >&2
+      exit 1
+    fi
+  fi
+  cargo build --release --quiet
+  (cd tests/browser && npm ci --no-audit --no-fund --silent)
+  HUB_BIN="$PWD/target/release/coindcx-hub" node --test tests/browser/
+fi
