@@ -50,8 +50,12 @@ pub struct Config {
     pub api_url: String,
     pub linger: Duration,
     pub auth_token: Option<String>,
+    /// HS256 secret for per-user signed tokens (JWT with `exp`).
+    pub jwt_secret: Option<String>,
     pub allowed_origins: AllowedOrigins,
     pub max_clients: usize,
+    /// 0 = no per-address cap.
+    pub max_clients_per_ip: usize,
     pub client_queue: usize,
     pub history: usize,
     pub allow_anonymous: bool,
@@ -95,12 +99,14 @@ impl Config {
         let api_url = parse_url("COINDCX_API_URL", var("COINDCX_API_URL"), "https://api.coindcx.com", &["https", "http"])?;
         let linger = Duration::from_millis(parse_num("HUB_UPSTREAM_LINGER_MS", var("HUB_UPSTREAM_LINGER_MS"), 0, 0, 86_400_000)?);
         let auth_token = var("HUB_AUTH_TOKEN");
+        let jwt_secret = var("HUB_JWT_SECRET");
         let allowed_origins = parse_origins(var("HUB_ALLOWED_ORIGINS"))?;
         let max_clients = parse_num("HUB_MAX_CLIENTS", var("HUB_MAX_CLIENTS"), 10_000, 1, 1_000_000)? as usize;
+        let max_clients_per_ip = parse_num("HUB_MAX_CLIENTS_PER_IP", var("HUB_MAX_CLIENTS_PER_IP"), 0, 0, 1_000_000)? as usize;
         let client_queue = parse_num("HUB_CLIENT_QUEUE", var("HUB_CLIENT_QUEUE"), 1024, 1, 1_000_000)? as usize;
         let history = parse_num("HUB_HISTORY", var("HUB_HISTORY"), 10_000, 0, 10_000_000)? as usize;
         let allow_anonymous = parse_bool("HUB_ALLOW_ANONYMOUS", var("HUB_ALLOW_ANONYMOUS"))?;
-        if !bind.ip().is_loopback() && auth_token.is_none() && !allow_anonymous {
+        if !bind.ip().is_loopback() && auth_token.is_none() && jwt_secret.is_none() && !allow_anonymous {
             return Err(err(
                 "HUB_BIND",
                 format!("{bind} is not a loopback address and HUB_AUTH_TOKEN is empty; account data is private (set HUB_AUTH_TOKEN, or HUB_ALLOW_ANONYMOUS=1)"),
@@ -120,8 +126,10 @@ impl Config {
             api_url,
             linger,
             auth_token,
+            jwt_secret,
             allowed_origins,
             max_clients,
+            max_clients_per_ip,
             client_queue,
             history,
             allow_anonymous,

@@ -1,7 +1,10 @@
 //! HTTP routes (SPEC §2) and the upgrade checks of SPEC §6: token, origin, capacity.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -17,6 +20,27 @@ const INDEX_HTML: &str = include_str!("../web/index.html");
 pub struct AppState {
     pub hub: HubHandle,
     pub config: Arc<Config>,
+    /// Open sessions per client address (only tracked when `HUB_MAX_CLIENTS_PER_IP` is set).
+    pub per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl AppState {
+    pub fn new(hub: HubHandle, config: Arc<Config>) -> Self {
+        AppState {
+            hub,
+            config,
+            per_ip: Default::default(),
+        }
+    }
+}
+
+/// What a presented credential grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// No token configured, or the static `HUB_AUTH_TOKEN`: no expiry.
+    Open,
+    /// A signed token valid until this UNIX time (seconds).
+    Until(u64),
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -52,7 +76,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if !token_ok(&req, &state.config) {
+    if authorize(&req, &state.config).is_none() {
         state.hub.metrics.rejected_upgrades.with_label_values(&["metrics_token"]).inc();
         return unauthorized();
     }
@@ -64,10 +88,10 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
 async fn upgrade(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
     let hub = &state.hub;
     let reject = |reason: &str| hub.metrics.rejected_upgrades.with_label_values(&[reason]).inc();
-    if !token_ok(&req, &state.config) {
+    let Some(grant) = authorize(&req, &state.config) else {
         reject("token");
         return Ok(unauthorized());
-    }
+    };
     if !origin_ok(&req, &state.config.allowed_origins) {
         reject("origin");
         return Ok(HttpResponse::Forbidden().json(json!({"error": "origin not allowed"})));
@@ -86,21 +110,49 @@ async fn upgrade(req: HttpRequest, body: web::Payload, state: web::Data<AppState
         reject("capacity");
         return Ok(HttpResponse::ServiceUnavailable().json(json!({"error": "too many clients"})));
     }
+    let ip = req.peer_addr().map(|a| a.ip());
+    let per_ip_cap = state.config.max_clients_per_ip;
+    if let (Some(ip), true) = (ip, per_ip_cap > 0) {
+        let mut counts = state.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= per_ip_cap {
+            drop(counts);
+            active.fetch_sub(1, Ordering::SeqCst);
+            reject("per_ip");
+            return Ok(HttpResponse::TooManyRequests().json(json!({"error": "too many connections from this address"})));
+        }
+        *n += 1;
+    }
+    let per_ip = state.per_ip.clone();
+    let status = hub.status.clone();
+    let release = move || {
+        status.active.fetch_sub(1, Ordering::SeqCst);
+        if let (Some(ip), true) = (ip, per_ip_cap > 0) {
+            let mut counts = per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&ip);
+                }
+            }
+        }
+    };
     let (response, session, stream) = match actix_ws::handle(&req, body) {
         Ok(parts) => parts,
         Err(e) => {
-            active.fetch_sub(1, Ordering::SeqCst);
+            release();
             return Err(e);
         }
     };
+    let expires = match grant {
+        Grant::Open => None,
+        Grant::Until(exp) => {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+            Some(tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now)))
+        }
+    };
     let hub = hub.clone();
-    actix_web::rt::spawn(async move {
-        let status = hub.status.clone();
-        crate::session::run(hub, session, stream, resume, move || {
-            status.active.fetch_sub(1, Ordering::SeqCst);
-        })
-        .await;
-    });
+    actix_web::rt::spawn(crate::session::run(hub, session, stream, resume, expires, release));
     Ok(response)
 }
 
@@ -110,9 +162,12 @@ fn unauthorized() -> HttpResponse {
         .json(json!({"error": "missing or wrong token"}))
 }
 
-/// `?token=` or `Authorization: Bearer`, compared in constant time; open when no token is set.
-fn token_ok(req: &HttpRequest, config: &Config) -> bool {
-    let Some(expected) = config.auth_token.as_deref() else { return true };
+/// Checks `?token=` or `Authorization: Bearer` against `HUB_AUTH_TOKEN` (constant time) or, with
+/// `HUB_JWT_SECRET`, as an HS256 JWT with `exp`. `None` = refused.
+fn authorize(req: &HttpRequest, config: &Config) -> Option<Grant> {
+    if config.auth_token.is_none() && config.jwt_secret.is_none() {
+        return Some(Grant::Open);
+    }
     let from_query = query_param(req.query_string(), "token");
     let from_header = req
         .headers()
@@ -120,7 +175,28 @@ fn token_ok(req: &HttpRequest, config: &Config) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
-    [from_query, from_header].into_iter().flatten().any(|given| constant_time_eq(&given, expected))
+    for given in [from_query, from_header].into_iter().flatten() {
+        if config.auth_token.as_deref().is_some_and(|t| constant_time_eq(&given, t)) {
+            return Some(Grant::Open);
+        }
+        if let Some(exp) = config.jwt_secret.as_deref().and_then(|secret| jwt_expiry(&given, secret)) {
+            return Some(Grant::Until(exp));
+        }
+    }
+    None
+}
+
+/// The `exp` of a valid, unexpired HS256 token signed with `secret`.
+fn jwt_expiry(token: &str, secret: &str) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        exp: u64,
+    }
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp"]);
+    let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::decode::<Claims>(token, &key, &validation).ok().map(|t| t.claims.exp)
 }
 
 /// Browsers always send `Origin` on upgrades; other clients (probes, load tools) do not.

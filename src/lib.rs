@@ -131,10 +131,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             supervisor,
         },
     );
-    let state = web::Data::new(http::AppState {
-        hub: hub.clone(),
-        config: Arc::new(config.clone()),
-    });
+    let state = web::Data::new(http::AppState::new(hub.clone(), Arc::new(config.clone())));
     let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
         .on_connect(|conn, _| {
             // Nagle's algorithm adds tens of ms to small frames.
@@ -142,6 +139,8 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
                 let _ = tcp.set_nodelay(true);
             }
         })
+        // A connection that never completes its request head is dropped after this.
+        .client_request_timeout(std::time::Duration::from_secs(5))
         .disable_signals()
         .shutdown_timeout(3)
         .workers(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4))

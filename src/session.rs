@@ -38,17 +38,19 @@ enum Exit {
 }
 
 /// Runs one client until it leaves or is closed. `release` runs when the session ends.
-pub async fn run(hub: HubHandle, mut session: Session, stream: actix_ws::MessageStream, resume: Option<Resume>, release: impl FnOnce()) {
+/// `expires` is when the client's signed token runs out (closed with 1008 "token expired").
+pub async fn run(hub: HubHandle, mut session: Session, stream: actix_ws::MessageStream, resume: Option<Resume>, expires: Option<Instant>, release: impl FnOnce()) {
     let Some(joined) = hub.join(resume).await else {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(Some(ws_reason(crate::hub::GOING_AWAY)))).await;
         release();
         return;
     };
     let client_id = joined.client_id;
-    let exit = serve(&hub, &mut session, stream, joined).await;
+    let exit = serve(&hub, &mut session, stream, joined, expires).await;
     hub.leave(client_id).await;
     if let Exit::Close(reason) = exit {
-        if reason.code != 1001 {
+        // Slow consumers are counted by the hub when it evicts them; 1000/1001 are not policy closes.
+        if !matches!(reason.code, 1000 | 1001) && reason != crate::hub::SLOW_CONSUMER {
             hub.metrics.evictions.with_label_values(&[metric_reason(reason)]).inc();
         }
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(Some(ws_reason(reason)))).await;
@@ -56,7 +58,7 @@ pub async fn run(hub: HubHandle, mut session: Session, stream: actix_ws::Message
     release();
 }
 
-async fn serve(hub: &HubHandle, session: &mut Session, stream: actix_ws::MessageStream, joined: Joined) -> Exit {
+async fn serve(hub: &HubHandle, session: &mut Session, stream: actix_ws::MessageStream, joined: Joined, expires: Option<Instant>) -> Exit {
     let Joined {
         initial,
         mut frames,
@@ -92,6 +94,7 @@ async fn serve(hub: &HubHandle, session: &mut Session, stream: actix_ws::Message
                     Err(_) => Exit::Close(crate::hub::GOING_AWAY),
                 };
             }
+            _ = sleep_until_opt(expires) => return Exit::Close(POLICY("token expired")),
             frame = frames.recv() => match frame {
                 Some(frame) => {
                     if let Some(exit) = send(session, frame, &mut close).await {
@@ -176,6 +179,13 @@ pub fn answer(epoch: &str, text: &str) -> Frame {
     }
 }
 
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn ws_reason(reason: CloseReason) -> WsCloseReason {
     WsCloseReason {
         code: CloseCode::from(reason.code),
@@ -189,7 +199,7 @@ fn metric_reason(reason: CloseReason) -> &'static str {
         "frame too large or malformed" => "bad_frame",
         "binary frames not accepted" => "binary",
         "ping timeout" => "ping_timeout",
-        "slow consumer" => "slow_consumer_closed",
-        _ => "client_close",
+        "token expired" => "token_expired",
+        _ => "other",
     }
 }
