@@ -46,7 +46,9 @@ fn parse_args() -> Result<Options, String> {
         live: false,
     };
     if let Some(w) = env("TEST_ORDER_WAIT_SECS") {
-        o.wait_secs = w.parse().map_err(|_| format!("TEST_ORDER_WAIT_SECS: bad number {w:?}"))?;
+        o.wait_secs = w
+            .parse()
+            .map_err(|_| format!("TEST_ORDER_WAIT_SECS: bad number {w:?}"))?;
     }
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -58,13 +60,17 @@ fn parse_args() -> Result<Options, String> {
             "--quantity" => o.quantity = value()?,
             "--wait-secs" => {
                 let v = value()?;
-                o.wait_secs = v.parse().map_err(|_| format!("--wait-secs: bad number {v:?}"))?;
+                o.wait_secs = v
+                    .parse()
+                    .map_err(|_| format!("--wait-secs: bad number {v:?}"))?;
             }
             "--live" => o.live = true,
             "-h" | "--help" => {
-                return Err("usage: place_test_order [--pair P] [--side buy|sell] [--price X] \
+                return Err(
+                    "usage: place_test_order [--pair P] [--side buy|sell] [--price X] \
                             [--quantity Q] [--wait-secs N] [--live]"
-                    .into())
+                        .into(),
+                )
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -93,7 +99,9 @@ async fn run() -> Result<(), String> {
     let (client, simulated) = match (key, secret) {
         (None, None) => {
             let url = env("COINDCX_API_URL").unwrap_or_else(|| SIM_URL.into());
-            println!("No COINDCX_API_KEY/COINDCX_API_SECRET: using the simulator at {url} (demo key).");
+            println!(
+                "No COINDCX_API_KEY/COINDCX_API_SECRET: using the simulator at {url} (demo key)."
+            );
             (RestClient::new(&url, DEMO_API_KEY, DEMO_API_SECRET), true)
         }
         (Some(k), Some(s)) => {
@@ -140,7 +148,10 @@ async fn run() -> Result<(), String> {
         .ok_or("the create response has no order id")?
         .to_string();
     println!("Order id: {id}");
-    println!("Waiting {} s before cancelling (Ctrl-C cancels now)...", opts.wait_secs);
+    println!(
+        "Waiting {} s before cancelling (Ctrl-C cancels now)...",
+        opts.wait_secs
+    );
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_secs(opts.wait_secs)) => {}
         _ = tokio::signal::ctrl_c() => println!("Ctrl-C: cancelling now."),

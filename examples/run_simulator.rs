@@ -8,7 +8,10 @@ use std::process::ExitCode;
 
 fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
     match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| format!("{name}: bad value {v:?}")),
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}: bad value {v:?}")),
         _ => Ok(default),
     }
 }
@@ -18,7 +21,10 @@ async fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cfg = (|| -> Result<SimConfig, String> {
-        let mut cfg = SimConfig::demo(var("HUB_SIM_BIND", "127.0.0.1:8010".parse().map_err(|_| "")?)?);
+        let mut cfg = SimConfig::demo(var(
+            "HUB_SIM_BIND",
+            "127.0.0.1:8010".parse().map_err(|_| "")?,
+        )?);
         cfg.rate = var("SIM_RATE", 2.0)?;
         cfg.seed = var("SIM_SEED", 42)?;
         Ok(cfg)
@@ -37,7 +43,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("simulator at {} (api key {DEMO_API_KEY}); Ctrl-C stops it", sim.url());
+    println!(
+        "simulator at {} (api key {DEMO_API_KEY}); Ctrl-C stops it",
+        sim.url()
+    );
     let _ = tokio::signal::ctrl_c().await;
     sim.shutdown().await;
     ExitCode::SUCCESS

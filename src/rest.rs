@@ -42,7 +42,9 @@ pub struct RestClient {
 
 impl std::fmt::Debug for RestClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RestClient").field("base", &self.base).finish_non_exhaustive()
+        f.debug_struct("RestClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
     }
 }
 
@@ -64,7 +66,11 @@ impl RestClient {
     /// Place an order; `order` is the nested `"order"` object. Returns the created order.
     pub async fn create_order(&self, order: Value) -> Result<Value, RestError> {
         let v = self
-            .call(reqwest::Method::POST, "/orders/create", vec![("order", order)])
+            .call(
+                reqwest::Method::POST,
+                "/orders/create",
+                vec![("order", order)],
+            )
             .await?;
         match v {
             Value::Array(mut a) if !a.is_empty() => Ok(a.swap_remove(0)),
@@ -126,9 +132,14 @@ impl RestClient {
             let params = vec![
                 ("page", Value::String(page.to_string())),
                 ("size", Value::String(PAGE_SIZE.to_string())),
-                ("margin_currency_short_name", serde_json::json!(["INR", "USDT"])),
+                (
+                    "margin_currency_short_name",
+                    serde_json::json!(["INR", "USDT"]),
+                ),
             ];
-            let v = self.call(reqwest::Method::POST, "/positions", params).await?;
+            let v = self
+                .call(reqwest::Method::POST, "/positions", params)
+                .await?;
             let rows = rows(v)?;
             let short = rows.len() < PAGE_SIZE as usize;
             all.extend(rows);
@@ -231,7 +242,10 @@ mod tests {
             sign("secret", cancel.as_bytes()),
             "01843081ef29bcb8137504ac5798f19b6c495bd02029a20fc958190b1cfd3752"
         );
-        assert_eq!(signed_body(1741605000000, vec![]), r#"{"timestamp":1741605000000}"#);
+        assert_eq!(
+            signed_body(1741605000000, vec![]),
+            r#"{"timestamp":1741605000000}"#
+        );
     }
 
     #[test]

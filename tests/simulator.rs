@@ -83,7 +83,10 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
 async fn until_joined(sim: &Simulator, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while sim.joined_sockets() != n {
-        assert!(Instant::now() < deadline, "joined sockets never reached {n}");
+        assert!(
+            Instant::now() < deadline,
+            "joined sockets never reached {n}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -117,10 +120,19 @@ async fn good_join_receives_all_three_events_in_the_exchange_envelope() {
             match name.as_str() {
                 "df-order-update" => {
                     assert_eq!(r.as_object().unwrap().len(), 34);
-                    for k in ["price", "total_quantity", "remaining_quantity", "leverage", "stop_price"] {
+                    for k in [
+                        "price",
+                        "total_quantity",
+                        "remaining_quantity",
+                        "leverage",
+                        "stop_price",
+                    ] {
                         assert!(r[k].is_number(), "{k} is a number in {r}");
                     }
-                    assert!(!r["leverage"].to_string().contains('.'), "socket leverage is `4`");
+                    assert!(
+                        !r["leverage"].to_string().contains('.'),
+                        "socket leverage is `4`"
+                    );
                     assert_eq!(r["stop_price"].to_string(), "0");
                     assert!(r["created_at"].is_u64() && r["updated_at"].is_u64());
                 }
@@ -138,7 +150,14 @@ async fn good_join_receives_all_three_events_in_the_exchange_envelope() {
         seen.insert(name);
     }
     assert_eq!(sim.joined_sockets(), 1);
-    assert_eq!((sim.connects_total(), sim.joins_total(), sim.bad_joins_total()), (1, 1, 0));
+    assert_eq!(
+        (
+            sim.connects_total(),
+            sim.joins_total(),
+            sim.bad_joins_total()
+        ),
+        (1, 1, 0)
+    );
     client.disconnect().await.unwrap();
     sim.shutdown().await;
 }
@@ -155,7 +174,10 @@ async fn bad_join_is_disconnected_about_100_ms_later_without_data() {
         Seen::Closed(closed) => {
             let after = closed - at;
             assert!(after >= Duration::from_millis(90), "closed after {after:?}");
-            assert!(after < Duration::from_millis(1500), "closed after {after:?}");
+            assert!(
+                after < Duration::from_millis(1500),
+                "closed after {after:?}"
+            );
         }
         other => panic!("expected the close, got {other:?}"),
     }
@@ -174,7 +196,10 @@ async fn emit_raw_delivers_the_argument_as_is_to_joined_sockets() {
     ))
     .unwrap();
     sim.emit_raw("df-order-update", fixture.clone());
-    sim.emit_raw("x-numbers", json!({"n": serde_json::from_str::<Value>("2102.50").unwrap()}));
+    sim.emit_raw(
+        "x-numbers",
+        json!({"n": serde_json::from_str::<Value>("2102.50").unwrap()}),
+    );
     loop {
         if let Seen::Event(name, arg) = next(&mut rx).await {
             assert_eq!(name, "df-order-update");
@@ -229,7 +254,10 @@ async fn created_order_appears_on_the_stream_and_its_cancel_too() {
     assert_eq!(open[0]["locked_margin"].to_string(), "10.27419");
     let positions = api.positions().await.unwrap();
     assert_eq!(positions.len(), 3);
-    let eth = positions.iter().find(|p| p["pair"] == "B-ETH_USDT").unwrap();
+    let eth = positions
+        .iter()
+        .find(|p| p["pair"] == "B-ETH_USDT")
+        .unwrap();
     assert_eq!(eth["inactive_pos_buy"].to_string(), "0.02");
     assert_eq!(eth["active_pos"].to_string(), "0.0");
     let wallets = api.wallets().await.unwrap();
@@ -260,9 +288,18 @@ async fn created_order_appears_on_the_stream_and_its_cancel_too() {
 }
 
 /// A raw signed request, so tests can send exactly the bytes they want.
-async fn raw(sim: &Simulator, method: reqwest::Method, path: &str, body: &str, secret: &str) -> (u16, String) {
+async fn raw(
+    sim: &Simulator,
+    method: reqwest::Method,
+    path: &str,
+    body: &str,
+    secret: &str,
+) -> (u16, String) {
     let resp = reqwest::Client::new()
-        .request(method, format!("{}/exchange/v1/derivatives/futures{path}", sim.url()))
+        .request(
+            method,
+            format!("{}/exchange/v1/derivatives/futures{path}", sim.url()),
+        )
         .header("Content-Type", "application/json")
         .header("X-AUTH-APIKEY", DEMO_API_KEY)
         .header("X-AUTH-SIGNATURE", sign(secret, body.as_bytes()))
@@ -287,22 +324,46 @@ async fn rest_errors_use_the_exchange_envelope() {
         raw(&sim, get.clone(), "/wallets", &ts, "wrong").await,
         (401, r#"{"code":401,"message":"Invalid credentials","status":"error","errorCode":"BFF-AUTH-001"}"#.into())
     );
-    let err = RestClient::new(&sim.url(), DEMO_API_KEY, "wrong").wallets().await.unwrap_err();
+    let err = RestClient::new(&sim.url(), DEMO_API_KEY, "wrong")
+        .wallets()
+        .await
+        .unwrap_err();
     assert!(err.is_auth(), "{err}");
     assert_eq!(
         raw(&sim, post.clone(), "/wallets", &ts, DEMO_API_SECRET).await,
-        (404, r#"{"code":404,"message":"not_found","status":"error"}"#.into())
+        (
+            404,
+            r#"{"code":404,"message":"not_found","status":"error"}"#.into()
+        )
     );
-    assert_eq!(raw(&sim, post.clone(), "/nope", &ts, DEMO_API_SECRET).await.0, 404);
     assert_eq!(
-        raw(&sim, post.clone(), "/orders/cancel", "{not json", DEMO_API_SECRET).await,
-        (400, r#"{"code":400,"message":"bad_request","status":"error"}"#.into())
+        raw(&sim, post.clone(), "/nope", &ts, DEMO_API_SECRET)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        raw(
+            &sim,
+            post.clone(),
+            "/orders/cancel",
+            "{not json",
+            DEMO_API_SECRET
+        )
+        .await,
+        (
+            400,
+            r#"{"code":400,"message":"bad_request","status":"error"}"#.into()
+        )
     );
     for skew in [-11_000, 11_000] {
         let body = format!(r#"{{"timestamp":{}}}"#, now() + skew);
         let (status, text) = raw(&sim, get.clone(), "/wallets", &body, DEMO_API_SECRET).await;
         let v: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!((status, &v["code"], &v["status"]), (400, &json!(400), &json!("error")));
+        assert_eq!(
+            (status, &v["code"], &v["status"]),
+            (400, &json!(400), &json!("error"))
+        );
     }
     let (status, _) = raw(&sim, get.clone(), "/wallets", &ts, DEMO_API_SECRET).await;
     assert_eq!(status, 200);
@@ -312,7 +373,10 @@ async fn rest_errors_use_the_exchange_envelope() {
     );
     assert_eq!(
         raw(&sim, post, "/orders", &list, DEMO_API_SECRET).await,
-        (422, r#"{"code":422,"message":"Invalid Request","status":"error"}"#.into())
+        (
+            422,
+            r#"{"code":422,"message":"Invalid Request","status":"error"}"#.into()
+        )
     );
     sim.shutdown().await;
 }
@@ -322,18 +386,33 @@ async fn create_validation_uses_the_exchange_messages() {
     let sim = sim(0.0, 6).await;
     let api = rest(&sim);
     let cases = [
-        (json!({"side":"buy","pair":"B-ETH_USDT","order_type":"limit_order","price":"2050","total_quantity":0.0001}),
-         422, "Quantity should be greater than 0.001"),
-        (json!({"side":"buy","pair":"B-ETH_USDT","order_type":"limit_order","price":"2050.005","total_quantity":0.01}),
-         400, "Price should be divisible by 0.01"),
-        (json!({"side":"buy","pair":"B-ETH_USDT","order_type":"limit_order","total_quantity":0.01}),
-         422, "Price can't be empty for limit_order Order"),
-        (json!({"side":"buy","pair":"ETH-USDT","order_type":"limit_order","price":"2050","total_quantity":0.01}),
-         422, "Invalid pair"),
+        (
+            json!({"side":"buy","pair":"B-ETH_USDT","order_type":"limit_order","price":"2050","total_quantity":0.0001}),
+            422,
+            "Quantity should be greater than 0.001",
+        ),
+        (
+            json!({"side":"buy","pair":"B-ETH_USDT","order_type":"limit_order","price":"2050.005","total_quantity":0.01}),
+            400,
+            "Price should be divisible by 0.01",
+        ),
+        (
+            json!({"side":"buy","pair":"B-ETH_USDT","order_type":"limit_order","total_quantity":0.01}),
+            422,
+            "Price can't be empty for limit_order Order",
+        ),
+        (
+            json!({"side":"buy","pair":"ETH-USDT","order_type":"limit_order","price":"2050","total_quantity":0.01}),
+            422,
+            "Invalid pair",
+        ),
     ];
     for (order, status, message) in cases {
         match api.create_order(order).await {
-            Err(RestError::Exchange { status: s, message: m }) => assert_eq!((s, m.as_str()), (status, message)),
+            Err(RestError::Exchange {
+                status: s,
+                message: m,
+            }) => assert_eq!((s, m.as_str()), (status, message)),
             other => panic!("expected {status} {message}, got {other:?}"),
         }
     }
@@ -368,5 +447,30 @@ async fn not_accepting_drops_sockets_and_refuses_new_ones() {
     sim.set_accepting(true);
     let (_c3, _rx3) = connect(&sim.url(), good_join()).await;
     until_joined(&sim, 1).await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_rates_reach_thousands_of_events_per_second_with_batches() {
+    let sim = sim(3000.0, 8).await;
+    let (_client, mut rx) = connect(&sim.url(), good_join()).await;
+    until_joined(&sim, 1).await;
+    let start = Instant::now();
+    let (mut events, mut records_total) = (0usize, 0usize);
+    while start.elapsed() < Duration::from_secs(1) {
+        if let Seen::Event(name, arg) = next(&mut rx).await {
+            events += 1;
+            records_total += records(&name, &arg).len();
+        }
+    }
+    // The rate counts records; debug builds are slower, hence the margin.
+    assert!(
+        records_total >= 1500,
+        "{records_total} records in 1 s at rate 3000"
+    );
+    assert!(
+        records_total > 2 * events,
+        "batched: {records_total} records in {events} events"
+    );
     sim.shutdown().await;
 }

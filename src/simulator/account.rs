@@ -150,8 +150,7 @@ impl Exchange {
             (Some(p), false) => p.clone(),
             _ => market_price.clone(),
         };
-        if !req.market && (price < &market_price * dec("0.2") || price > &market_price * dec("5"))
-        {
+        if !req.market && (price < &market_price * dec("0.2") || price > &market_price * dec("5")) {
             return Err(ApiError::new(400, "Price is out of permissible range"));
         }
         let notional = &price * &req.quantity;
@@ -254,7 +253,8 @@ impl Exchange {
         } else {
             Status::PartiallyFilled
         };
-        let (pair, side, price, terminal) = (o.pair, o.side, o.price.clone(), o.status.is_terminal());
+        let (pair, side, price, terminal) =
+            (o.pair, o.side, o.price.clone(), o.status.is_terminal());
         let mut out = vec![order_event(o)];
         let w = &mut self.wallets[0];
         w.lock(&-release);
@@ -278,18 +278,30 @@ impl Exchange {
         let size = p.active_pos.abs();
         let mut open_qty = qty.clone();
         if !p.active_pos.is_zero() && (p.active_pos.sign() != signed.sign()) {
-            let close = if qty < &size { qty.clone() } else { size.clone() };
+            let close = if qty < &size {
+                qty.clone()
+            } else {
+                size.clone()
+            };
             let release = if close == size {
                 p.locked_margin.clone()
             } else {
                 round8(&(&p.locked_margin * &close / &size))
             };
-            let direction = if p.active_pos > dec("0") { dec("1") } else { dec("-1") };
+            let direction = if p.active_pos > dec("0") {
+                dec("1")
+            } else {
+                dec("-1")
+            };
             let pnl = round8(&(&close * (price - &p.avg_price) * direction));
             p.locked_margin -= &release;
             w.lock(&-release);
             w.balance += pnl;
-            p.active_pos += if signed > dec("0") { close.clone() } else { -close.clone() };
+            p.active_pos += if signed > dec("0") {
+                close.clone()
+            } else {
+                -close.clone()
+            };
             if p.active_pos.is_zero() {
                 p.avg_price = dec("0");
             }
@@ -301,7 +313,11 @@ impl Exchange {
             p.avg_price = round8(&((&cur * &p.avg_price + &open_qty * price) / (&cur + &open_qty)));
             p.locked_margin += &margin;
             w.lock(&margin);
-            p.active_pos += if signed > dec("0") { open_qty } else { -open_qty };
+            p.active_pos += if signed > dec("0") {
+                open_qty
+            } else {
+                -open_qty
+            };
         }
     }
 
@@ -386,7 +402,11 @@ impl Exchange {
             return out;
         }
         let roll: f64 = self.rng.gen();
-        let background = self.live.iter().filter(|id| self.orders[*id].background).count();
+        let background = self
+            .live
+            .iter()
+            .filter(|id| self.orders[*id].background)
+            .count();
         if roll < 0.45 && background < 12 {
             if let Some(out) = self.place_background(pair, ticks, false, now) {
                 return out;
@@ -415,7 +435,7 @@ impl Exchange {
         let o = &self.orders[id];
         let step = dec(PAIRS[o.pair].min_qty);
         let steps = (&o.remaining / &step).with_scale(0);
-        if steps > BigDecimal::from(1) && self.rng.gen_bool(0.5) {
+        if steps > dec("1") && self.rng.gen_bool(0.5) {
             let half = (steps / BigDecimal::from(2)).with_scale(0);
             return half * step;
         }
@@ -487,5 +507,7 @@ fn order_event(o: &Order) -> Emission {
 
 /// A v4 UUID drawn from the seeded generator, so a seed repeats the same ids.
 pub fn uuid_from(rng: &mut StdRng) -> String {
-    uuid::Builder::from_random_bytes(rng.gen()).into_uuid().to_string()
+    uuid::Builder::from_random_bytes(rng.gen())
+        .into_uuid()
+        .to_string()
 }

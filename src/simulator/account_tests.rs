@@ -63,7 +63,9 @@ impl Checker {
             assert!(!TERMINAL.contains(&s), "order {id} changed after {s}");
         }
         let prev_filled = before.map(filled).unwrap_or_else(BigDecimal::zero);
-        let prev_fee = before.map(|p| num(&p["fee_amount"])).unwrap_or_else(BigDecimal::zero);
+        let prev_fee = before
+            .map(|p| num(&p["fee_amount"]))
+            .unwrap_or_else(BigDecimal::zero);
         let q = filled(r) - prev_filled;
         assert!(q >= BigDecimal::zero());
         if !q.is_zero() {
@@ -92,29 +94,49 @@ impl Checker {
             Some(p) => (num(&p["active_pos"]), num(&p["avg_price"])),
             None => (dec("0"), dec("0")),
         };
-        let fills: Vec<_> = self.pending.iter().filter(|f| f.0 == pair).cloned().collect();
+        let fills: Vec<_> = self
+            .pending
+            .iter()
+            .filter(|f| f.0 == pair)
+            .cloned()
+            .collect();
         self.pending.retain(|f| f.0 != pair);
         assert!(fills.len() <= 1, "one position record per fill");
         for (_, q, price, fee) in fills {
             if !pos.is_zero() && pos.sign() != q.sign() {
-                let close = if q.abs() < pos.abs() { q.abs() } else { pos.abs() };
+                let close = if q.abs() < pos.abs() {
+                    q.abs()
+                } else {
+                    pos.abs()
+                };
                 let dir = if pos > dec("0") { dec("1") } else { dec("-1") };
                 self.expected_delta += round8(&(&close * (&price - &avg) * dir));
             }
             self.expected_delta -= fee;
             pos += q;
         }
-        assert_eq!(num(&r["active_pos"]), pos, "position {pair} moved by the fill");
+        assert_eq!(
+            num(&r["active_pos"]),
+            pos,
+            "position {pair} moved by the fill"
+        );
         self.positions.insert(pair, r.clone());
     }
 
     fn balance(&mut self, r: &Value) {
         assert_eq!(r["currency_short_name"], "USDT");
         assert!(r["balance"].is_string() && r["locked_balance"].is_string());
-        assert!(self.pending.is_empty(), "every fill is followed by its position");
+        assert!(
+            self.pending.is_empty(),
+            "every fill is followed by its position"
+        );
         let total = num(&r["balance"]) + num(&r["locked_balance"]);
         if let Some(prev) = &self.total {
-            assert_eq!(total, prev + &self.expected_delta, "wallet total = P&L - fees");
+            assert_eq!(
+                total,
+                prev + &self.expected_delta,
+                "wallet total = P&L - fees"
+            );
         }
         self.total = Some(total);
         self.expected_delta = BigDecimal::zero();
@@ -124,8 +146,16 @@ impl Checker {
             .filter(|o| !TERMINAL.contains(&o["status"].as_str().unwrap()))
             .map(|o| num(&o["locked_margin"]))
             .sum();
-        let positions: BigDecimal = self.positions.values().map(|p| num(&p["locked_margin"])).sum();
-        assert_eq!(num(&r["locked_balance"]), orders + positions, "locked = margins");
+        let positions: BigDecimal = self
+            .positions
+            .values()
+            .map(|p| num(&p["locked_margin"]))
+            .sum();
+        assert_eq!(
+            num(&r["locked_balance"]),
+            orders + positions,
+            "locked = margins"
+        );
     }
 }
 
@@ -144,7 +174,11 @@ fn thousands_of_seeded_steps_keep_the_books_consistent() {
     }
     assert!(check.records > 5000, "records {}", check.records);
     assert!(check.fills > 100, "fills {}", check.fills);
-    assert!(check.partial_fills > 10, "partial fills {}", check.partial_fills);
+    assert!(
+        check.partial_fills > 10,
+        "partial fills {}",
+        check.partial_fills
+    );
     assert!(check.cancels > 50, "cancels {}", check.cancels);
 }
 
@@ -152,7 +186,9 @@ fn thousands_of_seeded_steps_keep_the_books_consistent() {
 fn the_same_seed_gives_the_same_stream() {
     let run = |seed| {
         let mut ex = Exchange::new(seed);
-        (0..300).flat_map(|i| ex.step(1_000 + i)).collect::<Vec<_>>()
+        (0..300)
+            .flat_map(|i| ex.step(1_000 + i))
+            .collect::<Vec<_>>()
     };
     assert_eq!(run(7), run(7));
     assert_ne!(run(7), run(8));
@@ -187,7 +223,10 @@ fn create_then_cancel_publishes_initial_open_cancelled() {
     assert_eq!(out[0].records[0]["status"], "cancelled");
     assert_eq!(out[0].records[0]["cancelled_quantity"].to_string(), "0.02");
     let again = ex.cancel(&created.id, 3000).unwrap_err();
-    assert_eq!((again.status, again.message.as_str()), (404, "Order not found"));
+    assert_eq!(
+        (again.status, again.message.as_str()),
+        (404, "Order not found")
+    );
     assert_eq!(ex.wallets()[0].locked_balance, dec("0"));
 }
 
@@ -198,7 +237,10 @@ fn leverage_must_match_the_position() {
     let mut other = limit("2051");
     other.leverage = Some(10);
     let err = ex.create(other, 1001).err().unwrap();
-    assert_eq!(err.message, "Order leverage must be equal to position leverage");
+    assert_eq!(
+        err.message,
+        "Order leverage must be equal to position leverage"
+    );
 }
 
 #[test]
@@ -210,7 +252,11 @@ fn position_record_has_the_fixture_fields() {
     let fx: Value = serde_json::from_str(fixture["data"].as_str().unwrap()).unwrap();
     let mut ex = Exchange::new(3);
     let (_, out) = ex.create(limit("2050"), 1000).unwrap();
-    let pos = &out.iter().find(|e| e.event == "df-position-update").unwrap().records[0];
+    let pos = &out
+        .iter()
+        .find(|e| e.event == "df-position-update")
+        .unwrap()
+        .records[0];
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(pos), keys(&fx[0]));
     assert_eq!(pos["inactive_pos_buy"].to_string(), "0.02");
@@ -240,7 +286,10 @@ fn validation_messages_are_the_exchanges() {
         msg(with("price", Value::Null)),
         Some((422, "Price can't be empty for limit_order Order".into()))
     );
-    assert_eq!(msg(with("pair", json!("ETHUSDT"))), Some((422, "Invalid pair".into())));
+    assert_eq!(
+        msg(with("pair", json!("ETHUSDT"))),
+        Some((422, "Invalid pair".into()))
+    );
     assert_eq!(
         msg(with("pair", json!("B-XYZ_USDT"))),
         Some((422, "Instrument not found".into()))

@@ -1,7 +1,8 @@
-//! Background market activity at a configured rate of socket events per second.
+//! Background market activity at a configured rate of exchange records per second.
 //!
-//! At low rates one exchange step is published per tick, and about one tick in five merges a
-//! few steps so that several records share one event, as CoinDCX sometimes does. At high rates
+//! The rate counts records (each becomes one hub event), not Socket.IO frames. At low rates
+//! one exchange step is published per tick, and about one tick in five merges a few steps so
+//! that several records share one event, as CoinDCX sometimes does. At high rates
 //! (benchmarks: thousands per second) every event carries records from several steps, so the
 //! rate is reachable without one Socket.IO frame per record. Seeded: `seed + 1` drives the
 //! batching choices, the exchange itself uses `seed`.
@@ -43,18 +44,15 @@ pub async fn run(shared: Arc<Shared>) {
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = Instant::now();
-    let mut budget = 0.0_f64;
+    // Records still owed; a step may overshoot, which the next ticks pay back.
+    let mut budget = 1.0_f64;
     loop {
         ticker.tick().await;
         let now = Instant::now();
         budget = (budget + rate * now.duration_since(last).as_secs_f64()).min(rate.max(1.0));
         last = now;
-        if !fast {
-            budget = budget.max(1.0);
-        }
-        let mut sent = 0.0;
         let _ = shared.with_exchange(|ex, publish| {
-            while sent < budget.floor() {
+            while budget > 0.0 {
                 let batch = if fast {
                     STEPS_PER_BATCH
                 } else if rng.gen_ratio(1, 5) {
@@ -66,8 +64,12 @@ pub async fn run(shared: Arc<Shared>) {
                 for _ in 0..batch {
                     emissions.extend(ex.step(now_ms()));
                 }
-                let events = if batch > 1 { merge(emissions) } else { emissions };
-                sent += events.len() as f64;
+                let events = if batch > 1 {
+                    merge(emissions)
+                } else {
+                    emissions
+                };
+                budget -= events.iter().map(|e| e.records.len()).sum::<usize>() as f64;
                 publish(events);
                 if !fast {
                     break;
@@ -75,7 +77,6 @@ pub async fn run(shared: Arc<Shared>) {
             }
             Ok(())
         });
-        budget -= sent;
     }
 }
 

@@ -62,7 +62,10 @@ pub fn pair_index(pair: &str) -> Option<usize> {
 
 /// `B-<BASE>_USDT` with an upper-case alphanumeric base.
 pub fn is_pair_format(pair: &str) -> bool {
-    match pair.strip_prefix("B-").and_then(|r| r.strip_suffix("_USDT")) {
+    match pair
+        .strip_prefix("B-")
+        .and_then(|r| r.strip_suffix("_USDT"))
+    {
         Some(base) => {
             !base.is_empty()
                 && base
@@ -180,13 +183,28 @@ mod tests {
 
     #[test]
     fn notations_match_the_exchange() {
-        assert_eq!(serde_json::to_string(&sock_num(&dec("4.000"))).unwrap(), "4");
-        assert_eq!(serde_json::to_string(&sock_num(&dec("0.0000"))).unwrap(), "0");
-        assert_eq!(serde_json::to_string(&sock_num(&dec("2102.510"))).unwrap(), "2102.51");
-        assert_eq!(serde_json::to_string(&sock_num(&dec("2100.00"))).unwrap(), "2100");
+        assert_eq!(
+            serde_json::to_string(&sock_num(&dec("4.000"))).unwrap(),
+            "4"
+        );
+        assert_eq!(
+            serde_json::to_string(&sock_num(&dec("0.0000"))).unwrap(),
+            "0"
+        );
+        assert_eq!(
+            serde_json::to_string(&sock_num(&dec("2102.510"))).unwrap(),
+            "2102.51"
+        );
+        assert_eq!(
+            serde_json::to_string(&sock_num(&dec("2100.00"))).unwrap(),
+            "2100"
+        );
         assert_eq!(serde_json::to_string(&rest_num(&dec("4"))).unwrap(), "4.0");
         assert_eq!(serde_json::to_string(&rest_num(&dec("0"))).unwrap(), "0.0");
-        assert_eq!(serde_json::to_string(&rest_num(&dec("84250.50"))).unwrap(), "84250.5");
+        assert_eq!(
+            serde_json::to_string(&rest_num(&dec("84250.50"))).unwrap(),
+            "84250.5"
+        );
         assert_eq!(plain(&dec("0.000000007009")), "0.000000007009");
     }
 

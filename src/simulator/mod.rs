@@ -45,7 +45,8 @@ pub struct SimConfig {
     pub bind: SocketAddr,
     pub api_key: String,
     pub api_secret: String,
-    /// Background events per second; 0 = none.
+    /// Background exchange records per second (batched into fewer events at high rates);
+    /// 0 = none.
     pub rate: f64,
     pub seed: u64,
 }
@@ -224,7 +225,10 @@ impl Simulator {
         for t in &self.tasks {
             t.abort();
         }
-        if tokio::time::timeout(Duration::from_secs(3), server).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(3), server)
+            .await
+            .is_err()
+        {
             log::warn!(target: "simulator", "server did not stop within 3 s");
         }
     }

@@ -77,7 +77,12 @@ pub async fn handle(
     let Some(route) = route(&method, uri.path()) else {
         return envelope(404, "not_found");
     };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
     let key_ok = constant_time_eq(header("x-auth-apikey"), &shared.cfg.api_key);
     let sig_ok = constant_time_eq(
         header("x-auth-signature"),
@@ -163,16 +168,26 @@ pub fn parse_order(order: &Value) -> Result<NewOrder, ApiError> {
         .ok_or_else(|| bad(422, "Quantity can't be empty"))?;
     let min = dec(spec.min_qty);
     if quantity < min {
-        return Err(bad(422, &format!("Quantity should be greater than {}", spec.min_qty)));
+        return Err(bad(
+            422,
+            &format!("Quantity should be greater than {}", spec.min_qty),
+        ));
     }
     if quantity > dec(spec.max_qty) {
         return Err(bad(
             422,
-            &format!("Quantity {} should be less than {}.0", quantity.normalized(), spec.max_qty),
+            &format!(
+                "Quantity {} should be less than {}.0",
+                quantity.normalized(),
+                spec.max_qty
+            ),
         ));
     }
     if !is_multiple(&quantity, &min) {
-        return Err(bad(400, &format!("Quantity should be divisible by {}", spec.min_qty)));
+        return Err(bad(
+            400,
+            &format!("Quantity should be divisible by {}", spec.min_qty),
+        ));
     }
     let price = match field("price") {
         Some(v) => Some(decimal(v).ok_or_else(|| bad(400, "Invalid price"))?),
@@ -186,7 +201,10 @@ pub fn parse_order(order: &Value) -> Result<NewOrder, ApiError> {
             return Err(bad(400, "Price is out of permissible range"));
         }
         if !is_multiple(p, &dec(spec.price_tick)) {
-            return Err(bad(400, &format!("Price should be divisible by {}", spec.price_tick)));
+            return Err(bad(
+                400,
+                &format!("Price should be divisible by {}", spec.price_tick),
+            ));
         }
     }
     let leverage = match field("leverage") {
@@ -199,7 +217,9 @@ pub fn parse_order(order: &Value) -> Result<NewOrder, ApiError> {
             Some(l)
         }
     };
-    let notification = text("notification").unwrap_or("no_notification").to_string();
+    let notification = text("notification")
+        .unwrap_or("no_notification")
+        .to_string();
     Ok(NewOrder {
         pair,
         side,
@@ -287,13 +307,18 @@ fn positions(shared: &Shared, req: &Value) -> Result<Value, ApiError> {
     let (page, size) = paging(req, false)?;
     let currencies: Vec<String> = match req.get("margin_currency_short_name") {
         None => vec!["USDT".into()],
-        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
         Some(_) => return Err(bad(422, "Invalid Request")),
     };
     let list = |k: &str| {
-        req.get(k)
-            .and_then(Value::as_str)
-            .map(|s| s.split(',').map(|x| x.trim().to_string()).collect::<Vec<_>>())
+        req.get(k).and_then(Value::as_str).map(|s| {
+            s.split(',')
+                .map(|x| x.trim().to_string())
+                .collect::<Vec<_>>()
+        })
     };
     let (pairs, ids) = (list("pairs"), list("position_ids"));
     shared.with_exchange(|ex, _| {
@@ -311,7 +336,10 @@ fn positions(shared: &Shared, req: &Value) -> Result<Value, ApiError> {
             }
         }
         Ok(Value::Array(
-            rows.into_iter().skip((page - 1) * size).take(size).collect(),
+            rows.into_iter()
+                .skip((page - 1) * size)
+                .take(size)
+                .collect(),
         ))
     })
 }
