@@ -463,9 +463,13 @@ async fn high_rates_reach_thousands_of_events_per_second_with_batches() {
             records_total += records(&name, &arg).len();
         }
     }
-    // The rate counts records; debug builds are slower, hence the margin.
+    // The rate counts records. Alone, a debug build delivers ~3000/s here; with other tests
+    // and builds sharing two cores it drops several-fold, so the debug bar is only a sanity
+    // check (the release bar is the real one).
+    let floor = if cfg!(debug_assertions) { 300 } else { 2000 };
+    eprintln!("{records_total} records in {events} events");
     assert!(
-        records_total >= 1500,
+        records_total >= floor,
         "{records_total} records in 1 s at rate 3000"
     );
     assert!(
