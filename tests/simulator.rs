@@ -141,6 +141,15 @@ async fn good_join_receives_all_three_events_in_the_exchange_envelope() {
                     assert!(r["active_pos"].is_number() && r["mark_price"].is_number());
                 }
                 "balance-update" => {
+                    let keys: Vec<_> = r.as_object().unwrap().keys().cloned().collect();
+                    let expected = [
+                        "id",
+                        "balance",
+                        "locked_balance",
+                        "currency_id",
+                        "currency_short_name",
+                    ];
+                    assert_eq!(keys, expected);
                     assert!(r["balance"].is_string() && r["locked_balance"].is_string());
                     assert_eq!(r["currency_short_name"], "USDT");
                 }
@@ -476,5 +485,92 @@ async fn high_rates_reach_thousands_of_events_per_second_with_batches() {
         records_total > 2 * events,
         "batched: {records_total} records in {events} events"
     );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_without_credentials_is_ignored_and_leave_leaves() {
+    let sim = sim(0.0, 9).await;
+    let (_bare, mut bare_rx) = connect(&sim.url(), json!({"channelName":"coindcx"})).await;
+    let (good, mut good_rx) = connect(&sim.url(), good_join()).await;
+    until_joined(&sim, 1).await;
+    // An unknown event (the docs' app-level ping) is ignored, not answered with a disconnect.
+    good.emit("ping", json!({"data":"Ping message"}))
+        .await
+        .unwrap();
+    sim.emit_raw(
+        "balance-update",
+        json!({"event":"balance-update","data":"[]"}),
+    );
+    loop {
+        if let Seen::Event(name, _) = next(&mut good_rx).await {
+            assert_eq!(name, "balance-update");
+            break;
+        }
+    }
+    while let Ok(seen) = bare_rx.try_recv() {
+        assert!(
+            matches!(seen, Seen::Connected(_)),
+            "bare socket got {seen:?}"
+        );
+    }
+    assert_eq!(
+        (
+            sim.connects_total(),
+            sim.joins_total(),
+            sim.bad_joins_total()
+        ),
+        (2, 1, 0)
+    );
+    good.emit("leave", json!({"channelName":"coindcx"}))
+        .await
+        .unwrap();
+    until_joined(&sim, 0).await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_numbers_are_rejected_not_fatal() {
+    let sim = sim(0.0, 10).await;
+    let api = rest(&sim);
+    for qty in [
+        "1e999999999",
+        "-1",
+        "0.0010000000000000000000000000000000000000000001",
+    ] {
+        let order = json!({"side":"buy","pair":"B-ETH_USDT","order_type":"limit_order",
+            "price":"2050","total_quantity":qty});
+        match api.create_order(order).await {
+            Err(RestError::Exchange { status, .. }) => assert!(status == 422 || status == 400),
+            other => panic!("{qty}: {other:?}"),
+        }
+    }
+    let body = r#"{"timestamp":-9223372036854775808}"#;
+    assert_eq!(
+        raw(
+            &sim,
+            reqwest::Method::GET,
+            "/wallets",
+            body,
+            DEMO_API_SECRET
+        )
+        .await
+        .0,
+        400
+    );
+    let list = format!(
+        r#"{{"timestamp":{},"status":"open","side":"buy","page":"18446744073709551615","size":"1000"}}"#,
+        now()
+    );
+    let (status, text) = raw(
+        &sim,
+        reqwest::Method::POST,
+        "/orders",
+        &list,
+        DEMO_API_SECRET,
+    )
+    .await;
+    assert_eq!((status, text.as_str()), (200, "[]"));
+    assert_eq!(api.wallets().await.unwrap().len(), 2);
     sim.shutdown().await;
 }

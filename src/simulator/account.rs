@@ -106,6 +106,13 @@ impl Exchange {
         }
     }
 
+    /// Stamp every position row with `now` (the rows exist from the start, flat).
+    pub fn stamp(&mut self, now: i64) {
+        for p in &mut self.positions {
+            p.updated_at = now;
+        }
+    }
+
     pub fn order(&self, id: &str) -> Option<&Order> {
         self.orders.get(id)
     }

@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 pub const DEMO_API_KEY: &str = "demo-key";
 pub const DEMO_API_SECRET: &str = "demo-secret";
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SimConfig {
     pub bind: SocketAddr,
     pub api_key: String,
@@ -49,6 +49,18 @@ pub struct SimConfig {
     /// 0 = none.
     pub rate: f64,
     pub seed: u64,
+}
+
+/// Shows everything but the secret.
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("bind", &self.bind)
+            .field("api_key", &self.api_key)
+            .field("rate", &self.rate)
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SimConfig {
@@ -119,8 +131,10 @@ impl Simulator {
         let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let mut exchange = Exchange::new(cfg.seed);
+        exchange.stamp(now_ms());
         let shared = Arc::new(Shared {
-            exchange: Mutex::new(Exchange::new(cfg.seed)),
+            exchange: Mutex::new(exchange),
             queue: tx,
             accepting: AtomicBool::new(true),
             connects: AtomicU64::new(0),

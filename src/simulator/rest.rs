@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 const BASE: &str = "/exchange/v1/derivatives/futures";
 /// Allowed distance between the request's `timestamp` and the simulator's clock.
-const SKEW_MS: i64 = 10_000;
+const SKEW_MS: u64 = 10_000;
 
 fn envelope(status: u16, message: &str) -> Response {
     let mut body = json!({"code": status, "message": message, "status": "error"});
@@ -98,7 +98,7 @@ pub async fn handle(
         return envelope(400, "Invalid Request.");
     };
     let now = super::now_ms();
-    if (now - ts).abs() > SKEW_MS {
+    if now.abs_diff(ts) > SKEW_MS {
         return envelope(
             400,
             "Request timestamp is outside the permitted window of 10 seconds",
@@ -129,7 +129,10 @@ fn decimal(v: &Value) -> Option<BigDecimal> {
         Value::String(s) => s.trim().to_string(),
         _ => return None,
     };
-    BigDecimal::from_str(&text).ok()
+    // Refuse absurd exponents (`1e999999999`): arithmetic on them would allocate without bound.
+    BigDecimal::from_str(&text)
+        .ok()
+        .filter(|d| d.as_bigint_and_exponent().1.abs() <= 40 && d.digits() <= 40)
 }
 
 fn bad(status: u16, message: &str) -> ApiError {
@@ -212,7 +215,7 @@ pub fn parse_order(order: &Value) -> Result<NewOrder, ApiError> {
         Some(v) => {
             let l = decimal(v)
                 .filter(|l| l.is_integer() && *l >= dec("1") && *l <= dec("20"))
-                .and_then(|l| l.to_string().parse::<u32>().ok())
+                .and_then(|l| l.with_scale(0).to_string().parse::<u32>().ok())
                 .ok_or_else(|| bad(422, "Invalid leverage"))?;
             Some(l)
         }
@@ -295,7 +298,7 @@ fn list(shared: &Shared, req: &Value) -> Result<Value, ApiError> {
             .orders_newest_first()
             .into_iter()
             .filter(|o| o.side == side && statuses.contains(&Some(o.status)))
-            .skip((page - 1) * size)
+            .skip((page - 1).saturating_mul(size))
             .take(size)
             .map(records::order_rest_listed)
             .collect();
@@ -337,7 +340,7 @@ fn positions(shared: &Shared, req: &Value) -> Result<Value, ApiError> {
         }
         Ok(Value::Array(
             rows.into_iter()
-                .skip((page - 1) * size)
+                .skip((page - 1).saturating_mul(size))
                 .take(size)
                 .collect(),
         ))
