@@ -57,14 +57,14 @@ pub struct NewOrder {
 
 pub struct Exchange {
     pub prices: PriceBook,
-    orders: HashMap<String, Order>,
+    pub(super) orders: HashMap<String, Order>,
     /// Ids of non-terminal orders, oldest first.
-    live: Vec<String>,
+    pub(super) live: Vec<String>,
     terminal: VecDeque<String>,
-    positions: Vec<Position>,
+    pub(super) positions: Vec<Position>,
     /// USDT first, then INR (INR is never traded here).
     wallets: Vec<Wallet>,
-    rng: StdRng,
+    pub(super) rng: StdRng,
 }
 
 impl Exchange {
@@ -236,7 +236,7 @@ impl Exchange {
     }
 
     /// Fill `qty` of a live order at its price and move position and wallet accordingly.
-    fn fill(&mut self, id: &str, qty: &BigDecimal, now: i64) -> Vec<Emission> {
+    pub(super) fn fill(&mut self, id: &str, qty: &BigDecimal, now: i64) -> Vec<Emission> {
         let Some(o) = self.orders.get_mut(id) else {
             return Vec::new();
         };
@@ -358,7 +358,7 @@ impl Exchange {
     }
 
     /// The position of `pair` and the USDT wallet as they are now.
-    fn account_events(&mut self, pair: usize, now: i64) -> Vec<Emission> {
+    pub(super) fn account_events(&mut self, pair: usize, now: i64) -> Vec<Emission> {
         let mark = self.prices.price(pair);
         let exposure = self.exposure(pair);
         let p = &mut self.positions[pair];
@@ -379,117 +379,6 @@ impl Exchange {
             event: "balance-update",
             records: vec![records::wallet_socket(&self.wallets[0])],
         }
-    }
-
-    /// One step of background activity: the price of one pair moves, crossed orders fill,
-    /// otherwise an order is placed, cancelled, or the position's mark price is refreshed.
-    pub fn step(&mut self, now: i64) -> Vec<Emission> {
-        let pair = self.rng.gen_range(0..PAIRS.len());
-        self.prices.walk(pair, &mut self.rng);
-        let ticks = self.prices.ticks(pair);
-        let price = self.prices.price(pair);
-        let crossed: Vec<String> = self
-            .live
-            .iter()
-            .filter_map(|id| self.orders.get(id))
-            .filter(|o| o.pair == pair && !o.market)
-            .filter(|o| match o.side {
-                Side::Buy => price <= o.price,
-                Side::Sell => price >= o.price,
-            })
-            .map(|o| o.id.clone())
-            .take(2)
-            .collect();
-        if !crossed.is_empty() {
-            let mut out = Vec::new();
-            for id in crossed {
-                let qty = self.fill_quantity(&id);
-                out.extend(self.fill(&id, &qty, now));
-            }
-            return out;
-        }
-        let roll: f64 = self.rng.gen();
-        let background = self
-            .live
-            .iter()
-            .filter(|id| self.orders[*id].background)
-            .count();
-        if roll < 0.45 && background < 12 {
-            if let Some(out) = self.place_background(pair, ticks, false, now) {
-                return out;
-            }
-        } else if roll < 0.55 {
-            if let Some(out) = self.place_background(pair, ticks, true, now) {
-                return out;
-            }
-        } else if roll < 0.7 && background > 0 {
-            let ids: Vec<String> = self
-                .live
-                .iter()
-                .filter(|id| self.orders[*id].background)
-                .cloned()
-                .collect();
-            let id = ids[self.rng.gen_range(0..ids.len())].clone();
-            if let Ok(out) = self.cancel(&id, now) {
-                return out;
-            }
-        }
-        self.account_events(pair, now)[..1].to_vec()
-    }
-
-    /// Half of what is left (rounded to the quantity step) half the time, else all of it.
-    fn fill_quantity(&mut self, id: &str) -> BigDecimal {
-        let o = &self.orders[id];
-        let step = dec(PAIRS[o.pair].min_qty);
-        let steps = (&o.remaining / &step).with_scale(0);
-        if steps > dec("1") && self.rng.gen_bool(0.5) {
-            let half = (steps / BigDecimal::from(2)).with_scale(0);
-            return half * step;
-        }
-        o.remaining.clone()
-    }
-
-    fn place_background(
-        &mut self,
-        pair: usize,
-        ticks: i64,
-        market: bool,
-        now: i64,
-    ) -> Option<Vec<Emission>> {
-        let spec = &PAIRS[pair];
-        let step = dec(spec.min_qty);
-        let pos = &self.positions[pair].active_pos;
-        // Lean against a large position so it stays small.
-        let side = if pos.abs() > &step * BigDecimal::from(40) {
-            if pos > &dec("0") {
-                Side::Sell
-            } else {
-                Side::Buy
-            }
-        } else if self.rng.gen_bool(0.5) {
-            Side::Buy
-        } else {
-            Side::Sell
-        };
-        let away = self.rng.gen_range(0..=(spec.start_ticks / 2000).max(2));
-        let order_ticks = match side {
-            Side::Buy => ticks - away,
-            Side::Sell => ticks + away,
-        };
-        let req = NewOrder {
-            pair,
-            side,
-            market,
-            price: Some(ticks_to_price(pair, order_ticks.max(1))),
-            quantity: step * BigDecimal::from(self.rng.gen_range(1..=20)),
-            leverage: None,
-            notification: "no_notification".into(),
-        };
-        let (created, out) = self.create(req, now).ok()?;
-        if let Some(o) = self.orders.get_mut(&created.id) {
-            o.background = true;
-        }
-        Some(out)
     }
 
     /// Sum of live order margins plus position margins (the wallet's locked balance).

@@ -3,7 +3,7 @@
 //! Plain data with no I/O; [`super::account::Exchange`] changes it and
 //! [`super::records`] writes it the way CoinDCX does.
 
-use bigdecimal::{BigDecimal, Zero};
+use bigdecimal::BigDecimal;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -147,8 +147,4 @@ impl Wallet {
         self.balance -= amount;
         self.locked_balance += amount;
     }
-}
-
-pub fn is_zero(v: &BigDecimal) -> bool {
-    v.is_zero()
 }

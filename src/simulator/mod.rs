@@ -6,7 +6,8 @@
 //!
 //! - [`market`]: instruments, integer-tick price walk, the exchange's number notations
 //! - [`book`]: orders, positions, wallets (plain data)
-//! - [`account`]: the state machine (create, cancel, fills, background steps)
+//! - [`account`]: the state machine (create, cancel, fills)
+//! - `background`: what one random market step does
 //! - [`records`]: socket and REST records, field for field
 //! - [`socket`]: Socket.IO join/leave and the publisher
 //! - [`rest`]: the REST routes with signing, skew and validation
@@ -17,6 +18,7 @@
 
 pub mod account;
 mod activity;
+mod background;
 pub mod book;
 pub mod market;
 pub mod records;
