@@ -172,6 +172,15 @@ fn thousands_of_seeded_steps_keep_the_books_consistent() {
         }
         assert_eq!(ex.wallets()[0].locked_balance, ex.expected_locked());
     }
+    let positions: Vec<String> = check
+        .positions
+        .values()
+        .map(|p| p["active_pos"].to_string())
+        .collect();
+    eprintln!(
+        "records {} fills {} partial {} cancels {} wallet {:?} positions {positions:?}",
+        check.records, check.fills, check.partial_fills, check.cancels, check.total
+    );
     assert!(check.records > 5000, "records {}", check.records);
     assert!(check.fills > 100, "fills {}", check.fills);
     assert!(
