@@ -13,7 +13,8 @@ pub const JOIN_MESSAGE: &[u8] = br#"{"channel":"coindcx"}"#;
 /// Lowercase hex HMAC-SHA256 of `message` keyed with `secret`.
 pub fn sign(secret: &str, message: &[u8]) -> String {
     // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(message);
     hex::encode(mac.finalize().into_bytes())
 }

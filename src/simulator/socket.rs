@@ -1,0 +1,95 @@
+//! The simulator's Socket.IO side: connection gate, `join` / `leave`, and the publisher.
+//!
+//! Behaves like `stream.coindcx.com` (PROTOCOL.md §1–4): a `join` with the right key and
+//! signature puts the socket in room `coindcx`, which is where every event goes; a wrong one
+//! is answered ~100 ms later with a server disconnect (`41`) and no reason; a `join` without
+//! the auth fields is silently ignored; unknown events are ignored.
+
+use super::Shared;
+use crate::signing::{constant_time_eq, join_signature};
+use serde_json::Value;
+use socketioxide::extract::{Data, SocketRef};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::SocketIo;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The room every authenticated socket joins and every event is sent to.
+pub const ROOM: &str = "coindcx";
+/// Delay between a rejected `join` and the server's disconnect (observed ~100 ms).
+const BAD_JOIN_DISCONNECT: Duration = Duration::from_millis(100);
+
+#[derive(Debug)]
+struct Refused;
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not accepting connections")
+    }
+}
+
+/// Register the default namespace on `io`.
+pub fn install(io: &SocketIo, shared: Arc<Shared>) {
+    let gate = {
+        let shared = shared.clone();
+        move || {
+            let open = shared.accepting.load(Ordering::SeqCst);
+            async move {
+                if open {
+                    Ok(())
+                } else {
+                    Err(Refused)
+                }
+            }
+        }
+    };
+    let on_connect = move |s: SocketRef| {
+        let shared = shared.clone();
+        async move {
+            shared.connects.fetch_add(1, Ordering::Relaxed);
+            let on_join = {
+                let shared = shared.clone();
+                move |s: SocketRef, Data(arg): Data<Value>| {
+                    let shared = shared.clone();
+                    async move { join(&shared, s, &arg) }
+                }
+            };
+            s.on("join", on_join);
+            s.on("leave", |s: SocketRef| async move { s.leave(ROOM) });
+        }
+    };
+    io.ns("/", on_connect.with(gate));
+}
+
+fn join(shared: &Shared, s: SocketRef, arg: &Value) {
+    let field = |k: &str| arg.get(k).and_then(Value::as_str);
+    let (Some(key), Some(signature)) = (field("apiKey"), field("authSignature")) else {
+        return; // the exchange ignores a join without credentials
+    };
+    let channel_ok = field("channelName") == Some(ROOM);
+    let key_ok = constant_time_eq(key, &shared.cfg.api_key);
+    let sig_ok = constant_time_eq(signature, &join_signature(&shared.cfg.api_secret));
+    if channel_ok && key_ok && sig_ok {
+        shared.joins.fetch_add(1, Ordering::Relaxed);
+        s.join(ROOM);
+        log::info!(target: "simulator", "socket {} joined", s.id);
+    } else {
+        shared.bad_joins.fetch_add(1, Ordering::Relaxed);
+        log::info!(target: "simulator", "socket {} sent a bad join; disconnecting", s.id);
+        tokio::spawn(async move {
+            tokio::time::sleep(BAD_JOIN_DISCONNECT).await;
+            let _ = s.disconnect();
+        });
+    }
+}
+
+/// Send queued `(event, argument)` pairs to the room, in queue order, until the queue closes.
+pub async fn publisher(io: SocketIo, mut rx: mpsc::UnboundedReceiver<(String, Value)>) {
+    while let Some((event, arg)) = rx.recv().await {
+        if let Err(e) = io.to(ROOM).emit(&event, &arg).await {
+            log::debug!(target: "simulator", "emit {event} failed for some sockets: {e}");
+        }
+    }
+}
