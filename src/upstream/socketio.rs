@@ -119,9 +119,18 @@ async fn run(url: String, join: Value, sink: ConnSink, mut stop: oneshot::Receiv
             async {}.boxed()
         }
     };
-    let on_error = |payload: Payload, _: Client| {
-        log::debug!(target: "upstream", "socket.io error: {}", payload_text(&payload));
-        async {}.boxed()
+    let on_error = {
+        let sink = sink.clone();
+        move |payload: Payload, _: Client| {
+            let text = payload_text(&payload);
+            // A refused namespace connect leaves the transport open but the stream useless.
+            if text.contains("ConnectError") {
+                sink.signal(Signal::Closed("server refused the Socket.IO connect".into()));
+            } else {
+                log::debug!(target: "upstream", "socket.io error: {text}");
+            }
+            async {}.boxed()
+        }
     };
     let on_any = {
         let sink = sink.clone();

@@ -28,6 +28,8 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 const QUICK_DROP: Duration = Duration::from_secs(2);
 const QUICK_DROPS_FOR_AUTH_FAILURE: u32 = 3;
 const AUTH_RETRY: Duration = Duration::from_secs(300);
+/// A connection that has not reached the Socket.IO Connect event by then is given up.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the hub asks of the supervisor.
 #[derive(Debug)]
@@ -111,6 +113,7 @@ pub fn spawn(transport: Arc<dyn Transport>, account: Option<Arc<dyn AccountSourc
         conn: None,
         conn_id: 0,
         joined_at: None,
+        join_deadline: None,
         wanted: false,
         state: UpstreamState::Idle,
         attempt: 0,
@@ -133,6 +136,7 @@ struct Task {
     conn: Option<Box<dyn Connection>>,
     conn_id: u64,
     joined_at: Option<Instant>,
+    join_deadline: Option<Instant>,
     wanted: bool,
     state: UpstreamState,
     attempt: u32,
@@ -146,6 +150,7 @@ impl Task {
     async fn run(mut self) {
         loop {
             let retry_at = self.retry_at;
+            let join_deadline = self.join_deadline;
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd).await,
@@ -165,6 +170,10 @@ impl Task {
                     if self.wanted && self.conn.is_none() {
                         self.open().await;
                     }
+                }
+                _ = sleep_until_opt(join_deadline) => {
+                    self.join_deadline = None;
+                    self.on_signal(Signal::Closed(format!("no Socket.IO connect within {} s", JOIN_TIMEOUT.as_secs()))).await;
                 }
                 done = join_opt(&mut self.reconcile) => {
                     self.reconcile = None;
@@ -208,6 +217,7 @@ impl Task {
     async fn open(&mut self) {
         self.conn_id += 1;
         self.joined_at = None;
+        self.join_deadline = Some(Instant::now() + JOIN_TIMEOUT);
         let sink = ConnSink {
             conn_id: self.conn_id,
             records: self.wiring.records.clone(),
@@ -232,6 +242,7 @@ impl Task {
         match signal {
             Signal::Joined => {
                 self.joined_at = Some(Instant::now());
+                self.join_deadline = None;
                 self.attempt = 0;
                 log::info!(target: "upstream", "joined channel coindcx");
                 self.set_state(UpstreamState::Joined, "joined").await;
@@ -298,6 +309,7 @@ impl Task {
 
     async fn close_conn(&mut self) {
         self.joined_at = None;
+        self.join_deadline = None;
         if let Some(conn) = self.conn.take() {
             conn.close().await;
             log::info!(target: "upstream", "disconnected");
