@@ -1,0 +1,478 @@
+//! Shared test harness: an in-process fake CoinDCX Socket.IO server, a hub starter and a
+//! WebSocket client that reads JSON frames with timeouts.
+//!
+//! The fake speaks Engine.IO 4 / Socket.IO 5 through `socketioxide` on 127.0.0.1, checks `join`
+//! like CoinDCX (bad signature or key: disconnect ~100 ms later), counts connects, joins, leaves
+//! and open sockets, emits fixture events to joined sockets, and can be stopped (every TCP
+//! connection cut at once, like a crashed server) and restarted on the same port.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use socketioxide::extract::{Data, SocketRef};
+use socketioxide::SocketIo;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const API_KEY: &str = "test-api-key";
+pub const API_SECRET: &str = "test-api-secret";
+const ROOM: &str = "coindcx";
+
+/// A fixture file's text (`../shared/coindcx/fixtures/<name>`).
+pub fn fixture_text(name: &str) -> String {
+    let path = format!("{}/../shared/coindcx/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+/// A fixture file parsed as JSON (numbers keep their text: `arbitrary_precision`).
+pub fn fixture(name: &str) -> Value {
+    serde_json::from_str(&fixture_text(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The records inside an event fixture's `data` string.
+pub fn fixture_records(name: &str) -> Vec<Value> {
+    let arg = fixture(name);
+    let data = arg["data"].as_str().expect("data is a string");
+    serde_json::from_str(data).expect("data is a JSON array")
+}
+
+/// Builds an event argument `{"event": event, "data": "<JSON text of records>"}`.
+pub fn event_arg(event: &str, records: &[Value]) -> Value {
+    serde_json::json!({"event": event, "data": serde_json::to_string(records).unwrap()})
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
+pub async fn wait_until(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    api_key: String,
+    signature: String,
+    connects: AtomicUsize,
+    /// `join`s with the right key and signature.
+    joins: AtomicUsize,
+    /// Every `join` received, good or bad.
+    join_attempts: AtomicUsize,
+    bad_joins: AtomicUsize,
+    leaves: AtomicUsize,
+    /// Socket ids currently connected.
+    connected: Mutex<HashSet<String>>,
+    /// Socket ids currently joined to the channel.
+    joined: Mutex<HashSet<String>>,
+    /// Every event name the fake received, with its count.
+    received: Mutex<HashMap<String, usize>>,
+}
+
+struct Running {
+    io: SocketIo,
+    task: JoinHandle<()>,
+    streams: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+/// The fake CoinDCX stream server.
+pub struct FakeCoinDcx {
+    pub port: u16,
+    shared: Arc<Shared>,
+    running: Mutex<Option<Running>>,
+}
+
+/// A listener that keeps a clone of every accepted socket so `stop` can cut them all.
+struct TrackedListener {
+    inner: tokio::net::TcpListener,
+    streams: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl axum::serve::Listener for TrackedListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    let std_stream = stream.into_std().expect("into_std");
+                    let clone = std_stream.try_clone().expect("try_clone");
+                    self.streams.lock().unwrap().push(clone);
+                    let stream = TcpStream::from_std(std_stream).expect("from_std");
+                    let _ = stream.set_nodelay(true);
+                    return (stream, addr);
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+impl FakeCoinDcx {
+    /// Starts a fake that accepts `API_KEY` / `API_SECRET`, on a fresh port.
+    pub async fn start() -> FakeCoinDcx {
+        Self::start_with(API_KEY, API_SECRET).await
+    }
+
+    pub async fn start_with(api_key: &str, api_secret: &str) -> FakeCoinDcx {
+        let shared = Arc::new(Shared {
+            api_key: api_key.to_string(),
+            signature: coindcx_hub::signing::join_signature(api_secret),
+            ..Default::default()
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
+        let port = listener.local_addr().unwrap().port();
+        let fake = FakeCoinDcx {
+            port,
+            shared,
+            running: Mutex::new(None),
+        };
+        fake.serve(listener);
+        fake
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let (layer, io) = SocketIo::builder()
+            .max_buffer_size(1_000_000)
+            .max_payload(2_000_000)
+            .build_layer();
+        let shared = self.shared.clone();
+        io.ns("/", move |socket: SocketRef| on_connect(socket, shared.clone()));
+        let streams = Arc::new(Mutex::new(Vec::new()));
+        let listener = TrackedListener {
+            inner: listener,
+            streams: streams.clone(),
+        };
+        let app = axum::Router::new().layer(layer);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        *self.running.lock().unwrap() = Some(Running { io, task, streams });
+    }
+
+    /// Stops like a crashed server: the port closes and every connection is cut at once.
+    pub async fn stop(&self) {
+        let running = self.running.lock().unwrap().take();
+        if let Some(r) = running {
+            r.task.abort();
+            let _ = r.task.await;
+            for s in r.streams.lock().unwrap().drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            drop(r.io);
+        }
+        self.shared.connected.lock().unwrap().clear();
+        self.shared.joined.lock().unwrap().clear();
+    }
+
+    /// Starts serving again on the same port.
+    pub async fn restart(&self) {
+        assert!(self.running.lock().unwrap().is_none(), "fake is still running");
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        let mut last_err = None;
+        for _ in 0..100 {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => return self.serve(listener),
+                Err(e) => last_err = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("cannot re-bind port {}: {last_err:?}", self.port);
+    }
+
+    fn io(&self) -> SocketIo {
+        self.running.lock().unwrap().as_ref().expect("fake is running").io.clone()
+    }
+
+    /// Emits `event` with argument `arg` to every joined socket.
+    pub async fn emit(&self, event: &str, arg: &Value) {
+        self.io().to(ROOM).emit(event, arg).await.expect("emit to joined sockets");
+    }
+
+    /// Emits an event fixture (its `event` field names the Socket.IO event).
+    pub async fn emit_fixture(&self, name: &str) {
+        let arg = fixture(name);
+        let event = arg["event"].as_str().expect("fixture has event").to_string();
+        self.emit(&event, &arg).await;
+    }
+
+    pub fn connects(&self) -> usize {
+        self.shared.connects.load(Ordering::SeqCst)
+    }
+    pub fn joins(&self) -> usize {
+        self.shared.joins.load(Ordering::SeqCst)
+    }
+    pub fn join_attempts(&self) -> usize {
+        self.shared.join_attempts.load(Ordering::SeqCst)
+    }
+    pub fn bad_joins(&self) -> usize {
+        self.shared.bad_joins.load(Ordering::SeqCst)
+    }
+    pub fn leaves(&self) -> usize {
+        self.shared.leaves.load(Ordering::SeqCst)
+    }
+    /// Sockets connected right now.
+    pub fn connected(&self) -> usize {
+        self.shared.connected.lock().unwrap().len()
+    }
+    /// Sockets joined to the channel right now.
+    pub fn joined_now(&self) -> usize {
+        self.shared.joined.lock().unwrap().len()
+    }
+    /// How many times the fake received `event` from a client.
+    pub fn received(&self, event: &str) -> usize {
+        self.shared.received.lock().unwrap().get(event).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for FakeCoinDcx {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.lock().unwrap().take() {
+            r.task.abort();
+            for s in r.streams.lock().unwrap().drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+async fn on_connect(socket: SocketRef, shared: Arc<Shared>) {
+    shared.connects.fetch_add(1, Ordering::SeqCst);
+    shared.connected.lock().unwrap().insert(socket.id.to_string());
+    let sh = shared.clone();
+    socket.on("join", move |socket: SocketRef, Data(payload): Data<Value>| on_join(socket, payload, sh.clone()));
+    let sh = shared.clone();
+    socket.on("leave", move |socket: SocketRef| on_leave(socket, sh.clone()));
+    let sh = shared.clone();
+    socket.on_disconnect(move |socket: SocketRef| {
+        let sh = sh.clone();
+        async move {
+            let id = socket.id.to_string();
+            sh.connected.lock().unwrap().remove(&id);
+            sh.joined.lock().unwrap().remove(&id);
+        }
+    });
+}
+
+async fn on_join(socket: SocketRef, payload: Value, shared: Arc<Shared>) {
+    *shared.received.lock().unwrap().entry("join".into()).or_default() += 1;
+    shared.join_attempts.fetch_add(1, Ordering::SeqCst);
+    let ok = payload["channelName"] == "coindcx"
+        && payload["apiKey"].as_str() == Some(shared.api_key.as_str())
+        && payload["authSignature"].as_str() == Some(shared.signature.as_str());
+    if ok {
+        socket.join(ROOM);
+        shared.joined.lock().unwrap().insert(socket.id.to_string());
+        shared.joins.fetch_add(1, Ordering::SeqCst);
+    } else {
+        // Like CoinDCX: no error event, just `41` about 100 ms later.
+        shared.bad_joins.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _ = socket.disconnect();
+        });
+    }
+}
+
+async fn on_leave(socket: SocketRef, shared: Arc<Shared>) {
+    *shared.received.lock().unwrap().entry("leave".into()).or_default() += 1;
+    socket.leave(ROOM);
+    shared.joined.lock().unwrap().remove(&socket.id.to_string());
+    shared.leaves.fetch_add(1, Ordering::SeqCst);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The hub
+
+/// Hub configuration pointing at `fake`, plus `extra` overrides.
+pub fn hub_config(fake: &FakeCoinDcx, extra: &[(&str, &str)]) -> coindcx_hub::config::Config {
+    let mut map: HashMap<String, String> = HashMap::new();
+    map.insert("HUB_BIND".into(), "127.0.0.1:0".into());
+    map.insert("COINDCX_API_KEY".into(), API_KEY.into());
+    map.insert("COINDCX_API_SECRET".into(), API_SECRET.into());
+    map.insert("COINDCX_WS_URL".into(), fake.url());
+    map.insert("COINDCX_API_URL".into(), fake.url());
+    for (k, v) in extra {
+        map.insert(k.to_string(), v.to_string());
+    }
+    coindcx_hub::config::Config::from_lookup(|k| map.get(k).cloned()).expect("valid test config")
+}
+
+/// Starts an in-process hub against `fake`.
+pub async fn start_hub(fake: &FakeCoinDcx, extra: &[(&str, &str)]) -> coindcx_hub::RunningHub {
+    let _ = env_logger::builder().is_test(true).try_init();
+    coindcx_hub::start(hub_config(fake, extra)).await.expect("hub starts")
+}
+
+/// `GET http://addr/path` → (status, body text).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let resp = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// `GET /ws/status` as JSON.
+pub async fn status(addr: SocketAddr) -> Value {
+    let (code, body) = http_get(addr, "/ws/status").await;
+    assert_eq!(code, 200, "/ws/status: {body}");
+    serde_json::from_str(&body).expect("status is JSON")
+}
+
+/// The value of one Prometheus sample line (`name{labels}`), if present.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse::<f64>().unwrap()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// A browser-like WebSocket client
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What one read produced.
+#[derive(Debug)]
+pub enum Incoming {
+    Json(Value, String),
+    Close(Option<(u16, String)>),
+    /// The connection ended without a close frame (or with an error).
+    Gone(String),
+}
+
+pub struct Client {
+    pub ws: Ws,
+}
+
+impl Client {
+    /// Opens `ws://addr/ws/coindcx` (plus `query`, e.g. `?since=3&epoch=..`).
+    pub async fn connect(addr: SocketAddr, query: &str) -> Client {
+        let url = format!("ws://{addr}/ws/coindcx{query}");
+        let (ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
+            .await
+            .expect("ws connect timed out")
+            .expect("ws connect");
+        Client { ws }
+    }
+
+    /// Connects and reads the `system` + `snapshot` greeting; returns the snapshot frame.
+    pub async fn connect_greeted(addr: SocketAddr) -> (Client, Value) {
+        let mut c = Client::connect(addr, "").await;
+        let system = c.next_json(Duration::from_secs(10)).await;
+        assert_eq!(system["type"], "system", "{system}");
+        assert_eq!(system["data"]["message"], "connected", "{system}");
+        let snapshot = c.next_json(Duration::from_secs(10)).await;
+        assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+        (c, snapshot)
+    }
+
+    /// Next text frame, close or end, skipping WebSocket pings/pongs and app `ping` frames.
+    pub async fn next(&mut self, timeout: Duration) -> Option<Incoming> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let msg = match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(None) => return Some(Incoming::Gone("stream ended".into())),
+                Ok(Some(Err(e))) => return Some(Incoming::Gone(e.to_string())),
+                Ok(Some(Ok(m))) => m,
+            };
+            match msg {
+                Message::Text(text) => {
+                    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("frame is not JSON ({e}): {text}"));
+                    if v["type"] == "ping" {
+                        continue;
+                    }
+                    return Some(Incoming::Json(v, text));
+                }
+                Message::Close(frame) => return Some(Incoming::Close(frame.map(|f: CloseFrame| (u16::from(f.code), f.reason.to_string())))),
+                Message::Binary(b) => panic!("unexpected binary frame of {} bytes", b.len()),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Next JSON frame; panics on timeout, close or end.
+    pub async fn next_json(&mut self, timeout: Duration) -> Value {
+        self.next_json_text(timeout).await.0
+    }
+
+    /// Next JSON frame and its exact text.
+    pub async fn next_json_text(&mut self, timeout: Duration) -> (Value, String) {
+        match self.next(timeout).await {
+            Some(Incoming::Json(v, t)) => (v, t),
+            other => panic!("expected a JSON frame within {timeout:?}, got {other:?}"),
+        }
+    }
+
+    /// Skips frames until one of `type` arrives.
+    pub async fn next_of_type(&mut self, kind: &str, timeout: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let v = self.next_json(left).await;
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+
+    /// Reads until the close frame (skipping data); returns (code, reason), or None if the
+    /// connection ended without one.
+    pub async fn expect_close(&mut self, timeout: Duration) -> Option<(u16, String)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(Incoming::Json(..)) => continue,
+                Some(Incoming::Close(c)) => return c,
+                Some(Incoming::Gone(_)) => return None,
+                None => panic!("no close within {timeout:?}"),
+            }
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::Text(text.to_string())).await.expect("send text");
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        // Drain until the server's close reply so the hub has seen us leave.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(msg)) = self.ws.next().await {
+                if msg.is_close() {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
