@@ -14,12 +14,20 @@ async fn one_upstream_for_a_storm_and_none_without_clients() {
 
     // No client: no exchange connection. (Absence can only be checked after some time.)
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(fake.connects(), 0, "hub connected upstream before any client");
+    assert_eq!(
+        fake.connects(),
+        0,
+        "hub connected upstream before any client"
+    );
     let st = status(hub.addr).await;
     assert_eq!(st["upstream"]["state"], "idle");
     assert_eq!(st["active_connections"], 0);
     assert_eq!(st["coindcx_connected"], false);
-    assert_eq!(http_get(hub.addr, "/readyz").await.0, 200, "idle with no clients is ready");
+    assert_eq!(
+        http_get(hub.addr, "/readyz").await.0,
+        200,
+        "idle with no clients is ready"
+    );
 
     // 200 clients at once.
     let started = Instant::now();
@@ -50,10 +58,17 @@ async fn one_upstream_for_a_storm_and_none_without_clients() {
         clients.push(c);
     }
     eprintln!("200 clients greeted in {:?}", started.elapsed());
-    assert!(wait_until(|| fake.joins() == 1, Duration::from_secs(5)).await, "no join within 5 s");
+    assert!(
+        wait_until(|| fake.joins() == 1, Duration::from_secs(5)).await,
+        "no join within 5 s"
+    );
     // Let any straggling second connection show itself.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(fake.connects(), 1, "a storm of 200 clients must open exactly one upstream");
+    assert_eq!(
+        fake.connects(),
+        1,
+        "a storm of 200 clients must open exactly one upstream"
+    );
     assert_eq!(fake.join_attempts(), 1, "exactly one join");
     assert_eq!(fake.joins(), 1, "the join is correctly signed");
     assert_eq!(fake.bad_joins(), 0);
@@ -65,7 +80,10 @@ async fn one_upstream_for_a_storm_and_none_without_clients() {
     assert_eq!(http_get(hub.addr, "/readyz").await.0, 200);
 
     // Everybody leaves: upstream gone within 1 s of the last one (linger 0).
-    let closers: Vec<_> = clients.into_iter().map(|c| tokio::spawn(c.close())).collect();
+    let closers: Vec<_> = clients
+        .into_iter()
+        .map(|c| tokio::spawn(c.close()))
+        .collect();
     for c in closers {
         c.await.unwrap();
     }
@@ -74,14 +92,31 @@ async fn one_upstream_for_a_storm_and_none_without_clients() {
         wait_until(|| fake.connected() == 0, Duration::from_secs(1)).await,
         "upstream still connected 1 s after the last client left"
     );
-    eprintln!("upstream gone {:?} after the last client left", left_at.elapsed());
-    assert_eq!(fake.leaves(), 1, "the hub sends `leave` before disconnecting");
-    assert!(wait_until(|| hub.hub.status.to_json()["upstream"]["state"] == "idle", Duration::from_secs(1)).await);
+    eprintln!(
+        "upstream gone {:?} after the last client left",
+        left_at.elapsed()
+    );
+    assert_eq!(
+        fake.leaves(),
+        1,
+        "the hub sends `leave` before disconnecting"
+    );
+    assert!(
+        wait_until(
+            || hub.hub.status.to_json()["upstream"]["state"] == "idle",
+            Duration::from_secs(1)
+        )
+        .await
+    );
 
     // No reconnect attempt survives.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(fake.connected(), 0, "upstream came back without clients");
-    assert_eq!(fake.connects(), 1, "a reconnect attempt survived the last client");
+    assert_eq!(
+        fake.connects(),
+        1,
+        "a reconnect attempt survived the last client"
+    );
     let st = status(hub.addr).await;
     assert_eq!(st["active_connections"], 0);
     assert_eq!(st["upstream"]["state"], "idle");
@@ -100,24 +135,45 @@ async fn linger_keeps_the_upstream_for_a_while() {
 
     // A client arriving during the linger reuses the connection.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(fake.connected(), 1, "upstream dropped before HUB_UPSTREAM_LINGER_MS");
+    assert_eq!(
+        fake.connected(),
+        1,
+        "upstream dropped before HUB_UPSTREAM_LINGER_MS"
+    );
     let (c, _) = Client::connect_greeted(hub.addr).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(fake.connects(), 1, "a client within the linger must not reopen the upstream");
+    assert_eq!(
+        fake.connects(),
+        1,
+        "a client within the linger must not reopen the upstream"
+    );
     c.close().await;
     let left_at_2 = Instant::now();
     let _ = left_at;
 
     // Still there at 1.2 s of the 1.5 s linger, gone by linger + 1 s.
     tokio::time::sleep(Duration::from_millis(1200).saturating_sub(left_at_2.elapsed())).await;
-    assert_eq!(fake.connected(), 1, "upstream dropped before HUB_UPSTREAM_LINGER_MS");
+    assert_eq!(
+        fake.connected(),
+        1,
+        "upstream dropped before HUB_UPSTREAM_LINGER_MS"
+    );
     assert!(
-        wait_until(|| fake.connected() == 0, Duration::from_millis(2500).saturating_sub(left_at_2.elapsed())).await,
+        wait_until(
+            || fake.connected() == 0,
+            Duration::from_millis(2500).saturating_sub(left_at_2.elapsed())
+        )
+        .await,
         "upstream not closed within linger + 1 s"
     );
     let gone_after = left_at_2.elapsed();
-    eprintln!("with HUB_UPSTREAM_LINGER_MS=1500 the upstream closed {gone_after:?} after the last client");
-    assert!(gone_after >= Duration::from_millis(1500), "closed after {gone_after:?}, before the linger");
+    eprintln!(
+        "with HUB_UPSTREAM_LINGER_MS=1500 the upstream closed {gone_after:?} after the last client"
+    );
+    assert!(
+        gone_after >= Duration::from_millis(1500),
+        "closed after {gone_after:?}, before the linger"
+    );
     assert_eq!(fake.connects(), 1);
     assert_eq!(fake.leaves(), 1);
     hub.shutdown().await;

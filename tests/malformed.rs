@@ -22,7 +22,8 @@ fn malformed() -> Vec<Value> {
 }
 
 async fn emit_entry(fake: &FakeCoinDcx, entry: &Value) {
-    fake.emit(entry["event"].as_str().unwrap(), &entry["arg"]).await;
+    fake.emit(entry["event"].as_str().unwrap(), &entry["arg"])
+        .await;
 }
 
 /// Reads frames until the last record of the batch fixture; returns everything before the batch.
@@ -69,7 +70,10 @@ async fn every_malformed_input_is_skipped_and_the_stream_goes_on() {
     assert_eq!(before.len(), 2, "{before:#?}");
     assert_eq!(before[0]["type"], "order");
     assert_eq!(before[0]["seq"], 1);
-    assert_eq!(before[0]["data"]["id"], "bf2f3834-e7ac-48c1-b0e5-1110bf4dee0e");
+    assert_eq!(
+        before[0]["data"]["id"],
+        "bf2f3834-e7ac-48c1-b0e5-1110bf4dee0e"
+    );
     assert_eq!(before[0]["data"]["price"], "2102.94");
     assert_eq!(before[1]["type"], "balance");
     assert_eq!(before[1]["seq"], 2);
@@ -84,17 +88,60 @@ async fn every_malformed_input_is_skipped_and_the_stream_goes_on() {
     assert_eq!(http_get(hub.addr, "/healthz").await.0, 200);
     let (code, m) = http_get(hub.addr, "/metrics").await;
     assert_eq!(code, 200);
-    let skipped = |event: &str, reason: &str| metric(&m, &format!(r#"hub_events_skipped_total{{event="{event}",reason="{reason}"}}"#));
-    assert_eq!(skipped("df-order-update", "bad_json"), Some(2.0), "data-not-json, deeply-nested\n{m}");
-    assert_eq!(skipped("df-order-update", "no_data"), Some(2.0), "data-null, data-missing");
-    assert_eq!(skipped("df-order-update", "arg_not_object"), Some(1.0), "arg-is-string");
-    assert_eq!(skipped("df-order-update", "bad_record"), Some(2.0), "string-in-number-field, record-without-id");
-    assert_eq!(skipped("df-position-update", "bad_record"), Some(3.0), "record-not-object: 42, \"x\", null");
-    assert_eq!(skipped("unknown", "unknown_event"), Some(1.0), "df-trade-update");
-    assert_eq!(metric(&m, "hub_duplicates_dropped_total"), Some(2.0), "near-max-payload, number-overflow");
-    assert_eq!(metric(&m, r#"hub_events_in_total{type="order"}"#), Some(4.0));
-    assert_eq!(metric(&m, r#"hub_events_in_total{type="balance"}"#), Some(1.0));
-    assert_eq!(fake.connects(), 1, "malformed data must not cost the upstream connection");
+    let skipped = |event: &str, reason: &str| {
+        metric(
+            &m,
+            &format!(r#"hub_events_skipped_total{{event="{event}",reason="{reason}"}}"#),
+        )
+    };
+    assert_eq!(
+        skipped("df-order-update", "bad_json"),
+        Some(2.0),
+        "data-not-json, deeply-nested\n{m}"
+    );
+    assert_eq!(
+        skipped("df-order-update", "no_data"),
+        Some(2.0),
+        "data-null, data-missing"
+    );
+    assert_eq!(
+        skipped("df-order-update", "arg_not_object"),
+        Some(1.0),
+        "arg-is-string"
+    );
+    assert_eq!(
+        skipped("df-order-update", "bad_record"),
+        Some(2.0),
+        "string-in-number-field, record-without-id"
+    );
+    assert_eq!(
+        skipped("df-position-update", "bad_record"),
+        Some(3.0),
+        "record-not-object: 42, \"x\", null"
+    );
+    assert_eq!(
+        skipped("unknown", "unknown_event"),
+        Some(1.0),
+        "df-trade-update"
+    );
+    assert_eq!(
+        metric(&m, "hub_duplicates_dropped_total"),
+        Some(2.0),
+        "near-max-payload, number-overflow"
+    );
+    assert_eq!(
+        metric(&m, r#"hub_events_in_total{type="order"}"#),
+        Some(4.0)
+    );
+    assert_eq!(
+        metric(&m, r#"hub_events_in_total{type="balance"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        fake.connects(),
+        1,
+        "malformed data must not cost the upstream connection"
+    );
     assert_eq!(status(hub.addr).await["seq"], 5);
     hub.shutdown().await;
 }
@@ -134,7 +181,10 @@ async fn usable_odd_records_are_delivered_as_stated() {
     let f = delivered_alone("near-max-payload").await;
     assert_eq!(f.len(), 1);
     assert_eq!(f[0]["data"]["display_message"].as_str().unwrap().len(), {
-        let e = malformed().into_iter().find(|e| e["name"] == "near-max-payload").unwrap();
+        let e = malformed()
+            .into_iter()
+            .find(|e| e["name"] == "near-max-payload")
+            .unwrap();
         let recs: Vec<Value> = serde_json::from_str(e["arg"]["data"].as_str().unwrap()).unwrap();
         recs[0]["display_message"].as_str().unwrap().len()
     });
@@ -158,12 +208,20 @@ async fn hostile_clients_are_closed_and_others_keep_receiving() {
     // A 5 KiB text frame.
     let (mut big, _) = Client::connect_greeted(hub.addr).await;
     big.send_text(&"x".repeat(5 * 1024)).await;
-    assert_eq!(big.expect_close(T).await.map(|c| c.0), Some(1008), "5 KiB frame");
+    assert_eq!(
+        big.expect_close(T).await.map(|c| c.0),
+        Some(1008),
+        "5 KiB frame"
+    );
 
     // A binary frame.
     let (mut bin, _) = Client::connect_greeted(hub.addr).await;
     bin.ws.send(Message::Binary(vec![1, 2, 3])).await.unwrap();
-    assert_eq!(bin.expect_close(T).await.map(|c| c.0), Some(1008), "binary frame");
+    assert_eq!(
+        bin.expect_close(T).await.map(|c| c.0),
+        Some(1008),
+        "binary frame"
+    );
 
     // 30 frames in a burst (the limit is 20 per second).
     let (mut burst, _) = Client::connect_greeted(hub.addr).await;
@@ -203,10 +261,19 @@ async fn hostile_clients_are_closed_and_others_keep_receiving() {
     assert_eq!(f["type"], "error", "{f}");
     assert!(f["data"]["message"].is_string());
     good.send_text("ping").await;
-    assert_eq!(good.next_json(T).await["type"], "pong", "only one error frame per unknown message");
+    assert_eq!(
+        good.next_json(T).await["type"],
+        "pong",
+        "only one error frame per unknown message"
+    );
 
     let m = hub.hub.metrics.render();
-    let closes = |reason: &str| metric(&m, &format!(r#"hub_client_closes_total{{reason="{reason}"}}"#));
+    let closes = |reason: &str| {
+        metric(
+            &m,
+            &format!(r#"hub_client_closes_total{{reason="{reason}"}}"#),
+        )
+    };
     assert_eq!(closes("bad_frame"), Some(1.0), "{m}");
     assert_eq!(closes("binary"), Some(1.0));
     assert_eq!(closes("rate_limit"), Some(1.0));

@@ -27,7 +27,10 @@ async fn records_become_typed_events_with_exact_digits() {
     let (mut a, snap_a) = Client::connect_greeted(hub.addr).await;
     let (mut b, _) = Client::connect_greeted(hub.addr).await;
     assert!(wait_until(|| fake.joins() == 1, T).await);
-    let epoch = status(hub.addr).await["epoch"].as_str().unwrap().to_string();
+    let epoch = status(hub.addr).await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let n = snap_a["data"]["seq"].as_u64().unwrap() + 1;
     assert_eq!(n, 1);
 
@@ -48,12 +51,20 @@ async fn records_become_typed_events_with_exact_digits() {
             assert_eq!(f["seq"], n + i as u64);
             assert_eq!(f["epoch"], epoch.as_str());
             assert_eq!(f["data"]["id"], *id);
-            assert!(f.get("reconciled").is_none(), "live events are not marked reconciled");
+            assert!(
+                f.get("reconciled").is_none(),
+                "live events are not marked reconciled"
+            );
             assert_timestamp(f);
         }
         assert_eq!(fa["id"], fb["id"], "one event has one id for every client");
         uuid::Uuid::parse_str(fa["id"].as_str().unwrap()).expect("id is a uuid");
-        assert_eq!(uuid::Uuid::parse_str(fa["id"].as_str().unwrap()).unwrap().get_version_num(), 4);
+        assert_eq!(
+            uuid::Uuid::parse_str(fa["id"].as_str().unwrap())
+                .unwrap()
+                .get_version_num(),
+            4
+        );
         frames.push(fa);
     }
     assert_ne!(frames[0]["id"], frames[1]["id"]);
@@ -89,7 +100,13 @@ async fn records_become_typed_events_with_exact_digits() {
     assert_eq!(partial["total_quantity"], "0.05");
     assert_eq!(partial["avg_price"], "2101.37");
     // 34 fields in, 34 fields out.
-    assert_eq!(partial.as_object().unwrap().len(), fixture_records("order-update-batch.json")[2].as_object().unwrap().len());
+    assert_eq!(
+        partial.as_object().unwrap().len(),
+        fixture_records("order-update-batch.json")[2]
+            .as_object()
+            .unwrap()
+            .len()
+    );
 
     // Exponent notation, fee digits, integer price.
     fake.emit_fixture("order-update-exponent.json").await;
@@ -97,7 +114,10 @@ async fn records_become_typed_events_with_exact_digits() {
         let f = c.next_json(T).await;
         assert_eq!(f["seq"], n + 3);
         let d = &f["data"];
-        assert_eq!(d["locked_margin"], "0.000000007009", "7.009e-9 written out exactly");
+        assert_eq!(
+            d["locked_margin"], "0.000000007009",
+            "7.009e-9 written out exactly"
+        );
         assert_eq!(d["fee_amount"], "0.0186072135");
         assert_eq!(d["price"], "2103");
         assert_eq!(d["avg_price"], "2102.51");
@@ -109,16 +129,21 @@ async fn records_become_typed_events_with_exact_digits() {
 
     // An unknown field reaches the browser unchanged (checked on the frame's text).
     let mut rec = fixture_records("order-update-filled.json").remove(0);
-    let extra: Value = serde_json::from_str(r#"{"x":[1,2.50,"y",null],"nested":{"deep":1e-7}}"#).unwrap();
+    let extra: Value =
+        serde_json::from_str(r#"{"x":[1,2.50,"y",null],"nested":{"deep":1e-7}}"#).unwrap();
     rec["brand_new_field"] = extra;
     rec["brand_new_number"] = serde_json::from_str("1.10").unwrap();
-    fake.emit("df-order-update", &event_arg("df-order-update", &[rec])).await;
+    fake.emit("df-order-update", &event_arg("df-order-update", &[rec]))
+        .await;
     for c in [&mut a, &mut b] {
         let (f, text) = c.next_json_text(T).await;
         assert_eq!(f["seq"], n + 4);
         assert_eq!(f["data"]["price"], "2102.94");
         assert_eq!(f["data"]["display_message"], "ETH market buy order filled!");
-        assert!(text.contains(r#""brand_new_field":{"x":[1,2.50,"y",null],"nested":{"deep":1e-7}}"#), "{text}");
+        assert!(
+            text.contains(r#""brand_new_field":{"x":[1,2.50,"y",null],"nested":{"deep":1e-7}}"#),
+            "{text}"
+        );
         assert!(text.contains(r#""brand_new_number":1.10"#), "{text}");
     }
 
@@ -127,8 +152,14 @@ async fn records_become_typed_events_with_exact_digits() {
     for c in [&mut a, &mut b] {
         let usdt = c.next_json(T).await;
         let inr = c.next_json(T).await;
-        assert_eq!((usdt["type"].as_str(), usdt["seq"].as_u64()), (Some("balance"), Some(n + 5)));
-        assert_eq!((inr["type"].as_str(), inr["seq"].as_u64()), (Some("balance"), Some(n + 6)));
+        assert_eq!(
+            (usdt["type"].as_str(), usdt["seq"].as_u64()),
+            (Some("balance"), Some(n + 5))
+        );
+        assert_eq!(
+            (inr["type"].as_str(), inr["seq"].as_u64()),
+            (Some("balance"), Some(n + 6))
+        );
         assert_eq!(usdt["event"], "balance-update");
         assert_eq!(usdt["data"]["currency_short_name"], "USDT");
         assert_eq!(usdt["data"]["balance"], "412.39080417");
@@ -136,7 +167,10 @@ async fn records_become_typed_events_with_exact_digits() {
         assert_eq!(inr["data"]["currency_short_name"], "INR");
         assert_eq!(inr["data"]["balance"], "265.01745775027309");
         assert_eq!(inr["data"]["locked_balance"], "258.600771");
-        assert_eq!(inr["data"]["currency_id"], "cfe01e2a-f1af-4e52-9696-9a19d9a8eb4f");
+        assert_eq!(
+            inr["data"]["currency_id"],
+            "cfe01e2a-f1af-4e52-9696-9a19d9a8eb4f"
+        );
     }
 
     // Position digits.
@@ -175,7 +209,12 @@ async fn records_become_typed_events_with_exact_digits() {
     assert_eq!(s["orders"].as_array().unwrap().len(), 5);
     assert_eq!(s["positions"].as_array().unwrap().len(), 1);
     assert_eq!(s["balances"].as_array().unwrap().len(), 2);
-    let inr = s["balances"].as_array().unwrap().iter().find(|b| b["currency_short_name"] == "INR").unwrap();
+    let inr = s["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["currency_short_name"] == "INR")
+        .unwrap();
     assert_eq!(inr["balance"], "265.01745775027309");
     hub.shutdown().await;
 }
@@ -216,7 +255,10 @@ fn normalize_order_fixtures() {
     assert_eq!(d["leverage"], "4");
     assert_eq!(d["stop_price"], "0");
     assert_eq!(d["created_at"], json!(1741604982805u64));
-    assert_eq!(filled.records[0].status, Some(coindcx_hub::record::OrderStatus::Filled));
+    assert_eq!(
+        filled.records[0].status,
+        Some(coindcx_hub::record::OrderStatus::Filled)
+    );
 
     let cancelled = norm("order-update-cancelled.json");
     let d = &cancelled.records[0].data;
@@ -252,24 +294,50 @@ fn normalize_position_and_balance_fixtures() {
 
 #[test]
 fn normalize_rest_fixtures() {
-    let create = normalize_records(Kind::Order, fixture("rest-create-response.json").as_array().unwrap().clone());
+    let create = normalize_records(
+        Kind::Order,
+        fixture("rest-create-response.json")
+            .as_array()
+            .unwrap()
+            .clone(),
+    );
     assert!(create.skipped.is_empty());
     let d = &create.records[0].data;
-    assert_eq!(create.records[0].key, "3f6c1d2e-8a47-4b0e-9c52-7d1e0a9b4c61");
+    assert_eq!(
+        create.records[0].key,
+        "3f6c1d2e-8a47-4b0e-9c52-7d1e0a9b4c61"
+    );
     assert_eq!(d["leverage"], "4.0", "REST floats keep their digits");
-    for f in ["order_category", "group_id", "display_message", "group_status"] {
+    for f in [
+        "order_category",
+        "group_id",
+        "display_message",
+        "group_status",
+    ] {
         if d.contains_key(f) {
             assert_ne!(d[f], "None", "{f}: the string None means null");
         }
     }
-    let list = normalize_records(Kind::Order, fixture("rest-orders-list.json").as_array().unwrap().clone());
+    let list = normalize_records(
+        Kind::Order,
+        fixture("rest-orders-list.json").as_array().unwrap().clone(),
+    );
     assert_eq!(list.records.len(), 2);
     assert!(list.skipped.is_empty());
-    let pos = normalize_records(Kind::Position, fixture("rest-positions.json").as_array().unwrap().clone());
+    let pos = normalize_records(
+        Kind::Position,
+        fixture("rest-positions.json").as_array().unwrap().clone(),
+    );
     assert_eq!(pos.records.len(), 2);
-    let wallets = normalize_records(Kind::Balance, fixture("rest-wallets.json").as_array().unwrap().clone());
+    let wallets = normalize_records(
+        Kind::Balance,
+        fixture("rest-wallets.json").as_array().unwrap().clone(),
+    );
     assert_eq!(wallets.records.len(), 2);
-    assert!(wallets.records.iter().all(|r| r.data["balance"].is_string()));
+    assert!(wallets
+        .records
+        .iter()
+        .all(|r| r.data["balance"].is_string()));
 }
 
 #[test]
@@ -282,8 +350,13 @@ fn normalize_every_malformed_fixture() {
         let result = normalize(event, &e["arg"]);
         seen += 1;
         match name {
-            "data-not-json" | "deeply-nested" => assert!(matches!(result, Err(PayloadError::BadJson(_))), "{name}: {result:?}"),
-            "data-null" | "data-missing" => assert_eq!(result.unwrap_err(), PayloadError::NoData, "{name}"),
+            "data-not-json" | "deeply-nested" => assert!(
+                matches!(result, Err(PayloadError::BadJson(_))),
+                "{name}: {result:?}"
+            ),
+            "data-null" | "data-missing" => {
+                assert_eq!(result.unwrap_err(), PayloadError::NoData, "{name}")
+            }
             "arg-is-string" => assert_eq!(result.unwrap_err(), PayloadError::ArgNotObject),
             "unknown-event" => assert_eq!(result.unwrap_err(), PayloadError::UnknownEvent),
             "data-empty-array" => {
@@ -301,12 +374,19 @@ fn normalize_every_malformed_fixture() {
                 assert!(n.records.is_empty());
                 let idx: Vec<_> = n.skipped.iter().map(|(i, _)| *i).collect();
                 assert_eq!(idx, [0, 1, 2]);
-                assert!(n.skipped.iter().all(|(_, e)| matches!(e, RecordError::NotObject(_))));
+                assert!(n
+                    .skipped
+                    .iter()
+                    .all(|(_, e)| matches!(e, RecordError::NotObject(_))));
             }
             "string-in-number-field" => {
                 let n = result.unwrap();
                 assert!(n.records.is_empty());
-                assert!(matches!(&n.skipped[0].1, RecordError::BadField { field, .. } if field == "price"), "{:?}", n.skipped);
+                assert!(
+                    matches!(&n.skipped[0].1, RecordError::BadField { field, .. } if field == "price"),
+                    "{:?}",
+                    n.skipped
+                );
             }
             "record-without-id" => {
                 let n = result.unwrap();

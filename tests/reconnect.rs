@@ -35,14 +35,23 @@ async fn rejoins_after_the_exchange_restarts() {
 
     fake.restart().await;
     let restarted = Instant::now();
-    assert!(wait_until(|| fake.joins() == 2, T).await, "no re-join within 5 s of the restart");
+    assert!(
+        wait_until(|| fake.joins() == 2, T).await,
+        "no re-join within 5 s of the restart"
+    );
     eprintln!("re-joined {:?} after the restart", restarted.elapsed());
     let up = c.next_of_type("system", T).await;
     assert_eq!(up["data"]["message"], "upstream re-joined", "{up}");
     assert_eq!(up["data"]["coindcx_connected"], true);
     assert_eq!(fake.join_attempts(), 2);
     assert_eq!(fake.bad_joins(), 0);
-    assert!(wait_until(|| hub.hub.status.to_json()["upstream"]["state"] == "joined", T).await);
+    assert!(
+        wait_until(
+            || hub.hub.status.to_json()["upstream"]["state"] == "joined",
+            T
+        )
+        .await
+    );
     let st = status(hub.addr).await;
     assert!(st["upstream"]["reconnects"].as_u64().unwrap() >= 1, "{st}");
     assert_eq!(http_get(hub.addr, "/readyz").await.0, 200);
@@ -68,7 +77,12 @@ async fn wrong_secret_means_auth_failed_without_a_loop() {
     // quick drop in a row is declared an authentication failure.
     let mut messages = Vec::new();
     let sys = loop {
-        let sys = c.next_of_type("system", Duration::from_secs(12).saturating_sub(started.elapsed())).await;
+        let sys = c
+            .next_of_type(
+                "system",
+                Duration::from_secs(12).saturating_sub(started.elapsed()),
+            )
+            .await;
         let msg = sys["data"]["message"].as_str().unwrap().to_string();
         messages.push(msg.clone());
         if msg.contains("authentication failed") {
@@ -81,7 +95,10 @@ async fn wrong_secret_means_auth_failed_without_a_loop() {
     };
     eprintln!("system frames: {messages:?}");
     assert_eq!(sys["data"]["upstream_state"], "auth_failed");
-    eprintln!("auth_failed announced {:?} after the first client", started.elapsed());
+    eprintln!(
+        "auth_failed announced {:?} after the first client",
+        started.elapsed()
+    );
     let st = status(hub.addr).await;
     assert_eq!(st["upstream"]["state"], "auth_failed", "{st}");
     assert_eq!(st["coindcx_connected"], false);
@@ -89,13 +106,24 @@ async fn wrong_secret_means_auth_failed_without_a_loop() {
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("auth_failed"), "{body}");
     let metrics = hub.hub.metrics.render();
-    assert_eq!(metric(&metrics, r#"hub_upstream_state{state="auth_failed"}"#), Some(1.0));
+    assert_eq!(
+        metric(&metrics, r#"hub_upstream_state{state="auth_failed"}"#),
+        Some(1.0)
+    );
 
     // No reconnect loop: at most 3 join attempts in 15 s.
     tokio::time::sleep(Duration::from_secs(15).saturating_sub(started.elapsed())).await;
     assert_eq!(fake.joins(), 0);
-    assert!(fake.join_attempts() <= 3, "{} join attempts in 15 s", fake.join_attempts());
-    assert_eq!(fake.join_attempts(), 3, "auth failure is declared after 3 quick drops");
+    assert!(
+        fake.join_attempts() <= 3,
+        "{} join attempts in 15 s",
+        fake.join_attempts()
+    );
+    assert_eq!(
+        fake.join_attempts(),
+        3,
+        "auth failure is declared after 3 quick drops"
+    );
     assert_eq!(fake.connected(), 0);
     assert_eq!(status(hub.addr).await["upstream"]["state"], "auth_failed");
     hub.shutdown().await;

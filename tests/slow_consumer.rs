@@ -38,7 +38,10 @@ fn records() -> Vec<Value> {
 /// The `seq` of a frame's text, without parsing the rest.
 fn seq_of(text: &str) -> u64 {
     let at = text.find(r#""seq":"#).expect("frame has a seq") + 6;
-    text[at..].bytes().take_while(u8::is_ascii_digit).fold(0, |n, d| n * 10 + u64::from(d - b'0'))
+    text[at..]
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .fold(0, |n, d| n * 10 + u64::from(d - b'0'))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,7 +57,13 @@ async fn slow_client_is_evicted_and_fast_clients_get_everything() {
     for _ in 0..FAST_CLIENTS {
         fast.push(Client::connect_greeted(hub.addr).await.0);
     }
-    assert!(wait_until(|| hub.hub.status.to_json()["active_connections"] == 21, Duration::from_secs(5)).await);
+    assert!(
+        wait_until(
+            || hub.hub.status.to_json()["active_connections"] == 21,
+            Duration::from_secs(5)
+        )
+        .await
+    );
 
     let mut progress = Vec::new();
     let readers: Vec<_> = fast
@@ -66,17 +75,27 @@ async fn slow_client_is_evicted_and_fast_clients_get_everything() {
             tokio::spawn(async move {
                 let mut expected_seq = 1u64;
                 while expected_seq <= RECORDS as u64 {
-                    let text = match tokio::time::timeout(Duration::from_secs(30), c.ws.next()).await {
-                        Ok(Some(Ok(Message::Text(t)))) => t,
-                        Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-                        other => panic!("fast client {n} after seq {}: {other:?}", expected_seq - 1),
-                    };
+                    let text =
+                        match tokio::time::timeout(Duration::from_secs(30), c.ws.next()).await {
+                            Ok(Some(Ok(Message::Text(t)))) => t,
+                            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                            other => {
+                                panic!("fast client {n} after seq {}: {other:?}", expected_seq - 1)
+                            }
+                        };
                     if text.contains(r#""type":"ping""#) {
                         continue;
                     }
                     // Cheap checks (no full parse) so the readers stay fast.
-                    assert!(text.contains(r#""type":"order""#), "fast client {n}: unexpected frame {text}");
-                    assert_eq!(seq_of(&text), expected_seq, "fast client {n}: seq gap or duplicate");
+                    assert!(
+                        text.contains(r#""type":"order""#),
+                        "fast client {n}: unexpected frame {text}"
+                    );
+                    assert_eq!(
+                        seq_of(&text),
+                        expected_seq,
+                        "fast client {n}: seq gap or duplicate"
+                    );
                     let _ = tx.send(expected_seq);
                     expected_seq += 1;
                 }
@@ -89,7 +108,8 @@ async fn slow_client_is_evicted_and_fast_clients_get_everything() {
     let started = Instant::now();
     let mut sent = 0u64;
     for chunk in all.chunks(PER_EVENT) {
-        fake.emit("df-order-update", &event_arg("df-order-update", chunk)).await;
+        fake.emit("df-order-update", &event_arg("df-order-update", chunk))
+            .await;
         sent += chunk.len() as u64;
         for rx in progress.iter_mut() {
             tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|got| *got >= sent))
@@ -101,7 +121,10 @@ async fn slow_client_is_evicted_and_fast_clients_get_everything() {
     let emitted_in = started.elapsed();
     let mut fast = Vec::new();
     for r in readers {
-        let (c, got) = tokio::time::timeout(Duration::from_secs(60), r).await.expect("fast clients finish").unwrap();
+        let (c, got) = tokio::time::timeout(Duration::from_secs(60), r)
+            .await
+            .expect("fast clients finish")
+            .unwrap();
         assert_eq!(got, RECORDS as u64);
         fast.push(c);
     }
@@ -120,7 +143,10 @@ async fn slow_client_is_evicted_and_fast_clients_get_everything() {
             Some(Incoming::Json(v, _)) => {
                 if v["type"] == "order" {
                     let seq = v["seq"].as_u64().unwrap();
-                    assert!(last_seq == 0 || seq == last_seq + 1, "slow client: gap before its eviction");
+                    assert!(
+                        last_seq == 0 || seq == last_seq + 1,
+                        "slow client: gap before its eviction"
+                    );
                     last_seq = seq;
                     orders += 1;
                 }
@@ -137,8 +163,18 @@ async fn slow_client_is_evicted_and_fast_clients_get_everything() {
     }
 
     let metrics = hub.hub.metrics.render();
-    assert_eq!(metric(&metrics, r#"hub_client_closes_total{reason="slow_consumer"}"#), Some(1.0), "{metrics}");
-    assert_eq!(metric(&metrics, r#"hub_events_in_total{type="order"}"#), Some(RECORDS as f64));
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"hub_client_closes_total{reason="slow_consumer"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, r#"hub_events_in_total{type="order"}"#),
+        Some(RECORDS as f64)
+    );
     assert_eq!(metric(&metrics, "hub_upstream_gaps_total"), Some(0.0));
     let st = status(hub.addr).await;
     assert_eq!(st["seq"], RECORDS as u64);

@@ -30,7 +30,10 @@ const ROOM: &str = "coindcx";
 
 /// A fixture file's text (`../shared/coindcx/fixtures/<name>`).
 pub fn fixture_text(name: &str) -> String {
-    let path = format!("{}/../shared/coindcx/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../shared/coindcx/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
 }
 
@@ -140,7 +143,9 @@ impl FakeCoinDcx {
             signature: coindcx_hub::signing::join_signature(api_secret),
             ..Default::default()
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake");
         let port = listener.local_addr().unwrap().port();
         let fake = FakeCoinDcx {
             port,
@@ -162,7 +167,9 @@ impl FakeCoinDcx {
             .max_payload(2_000_000)
             .build_layer();
         let shared = self.shared.clone();
-        io.ns("/", move |socket: SocketRef| on_connect(socket, shared.clone()));
+        io.ns("/", move |socket: SocketRef| {
+            on_connect(socket, shared.clone())
+        });
         let streams = Arc::new(Mutex::new(Vec::new()));
         let listener = TrackedListener {
             inner: listener,
@@ -192,7 +199,10 @@ impl FakeCoinDcx {
 
     /// Starts serving again on the same port.
     pub async fn restart(&self) {
-        assert!(self.running.lock().unwrap().is_none(), "fake is still running");
+        assert!(
+            self.running.lock().unwrap().is_none(),
+            "fake is still running"
+        );
         let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
         let mut last_err = None;
         for _ in 0..100 {
@@ -206,18 +216,31 @@ impl FakeCoinDcx {
     }
 
     fn io(&self) -> SocketIo {
-        self.running.lock().unwrap().as_ref().expect("fake is running").io.clone()
+        self.running
+            .lock()
+            .unwrap()
+            .as_ref()
+            .expect("fake is running")
+            .io
+            .clone()
     }
 
     /// Emits `event` with argument `arg` to every joined socket.
     pub async fn emit(&self, event: &str, arg: &Value) {
-        self.io().to(ROOM).emit(event, arg).await.expect("emit to joined sockets");
+        self.io()
+            .to(ROOM)
+            .emit(event, arg)
+            .await
+            .expect("emit to joined sockets");
     }
 
     /// Emits an event fixture (its `event` field names the Socket.IO event).
     pub async fn emit_fixture(&self, name: &str) {
         let arg = fixture(name);
-        let event = arg["event"].as_str().expect("fixture has event").to_string();
+        let event = arg["event"]
+            .as_str()
+            .expect("fixture has event")
+            .to_string();
         self.emit(&event, &arg).await;
     }
 
@@ -246,7 +269,13 @@ impl FakeCoinDcx {
     }
     /// How many times the fake received `event` from a client.
     pub fn received(&self, event: &str) -> usize {
-        self.shared.received.lock().unwrap().get(event).copied().unwrap_or(0)
+        self.shared
+            .received
+            .lock()
+            .unwrap()
+            .get(event)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -263,11 +292,20 @@ impl Drop for FakeCoinDcx {
 
 async fn on_connect(socket: SocketRef, shared: Arc<Shared>) {
     shared.connects.fetch_add(1, Ordering::SeqCst);
-    shared.connected.lock().unwrap().insert(socket.id.to_string());
+    shared
+        .connected
+        .lock()
+        .unwrap()
+        .insert(socket.id.to_string());
     let sh = shared.clone();
-    socket.on("join", move |socket: SocketRef, Data(payload): Data<Value>| on_join(socket, payload, sh.clone()));
+    socket.on(
+        "join",
+        move |socket: SocketRef, Data(payload): Data<Value>| on_join(socket, payload, sh.clone()),
+    );
     let sh = shared.clone();
-    socket.on("leave", move |socket: SocketRef| on_leave(socket, sh.clone()));
+    socket.on("leave", move |socket: SocketRef| {
+        on_leave(socket, sh.clone())
+    });
     let sh = shared.clone();
     socket.on_disconnect(move |socket: SocketRef| {
         let sh = sh.clone();
@@ -280,7 +318,12 @@ async fn on_connect(socket: SocketRef, shared: Arc<Shared>) {
 }
 
 async fn on_join(socket: SocketRef, payload: Value, shared: Arc<Shared>) {
-    *shared.received.lock().unwrap().entry("join".into()).or_default() += 1;
+    *shared
+        .received
+        .lock()
+        .unwrap()
+        .entry("join".into())
+        .or_default() += 1;
     shared.join_attempts.fetch_add(1, Ordering::SeqCst);
     let ok = payload["channelName"] == "coindcx"
         && payload["apiKey"].as_str() == Some(shared.api_key.as_str())
@@ -300,7 +343,12 @@ async fn on_join(socket: SocketRef, payload: Value, shared: Arc<Shared>) {
 }
 
 async fn on_leave(socket: SocketRef, shared: Arc<Shared>) {
-    *shared.received.lock().unwrap().entry("leave".into()).or_default() += 1;
+    *shared
+        .received
+        .lock()
+        .unwrap()
+        .entry("leave".into())
+        .or_default() += 1;
     socket.leave(ROOM);
     shared.joined.lock().unwrap().remove(&socket.id.to_string());
     shared.leaves.fetch_add(1, Ordering::SeqCst);
@@ -326,7 +374,9 @@ pub fn hub_config(fake: &FakeCoinDcx, extra: &[(&str, &str)]) -> coindcx_hub::co
 /// Starts an in-process hub against `fake`.
 pub async fn start_hub(fake: &FakeCoinDcx, extra: &[(&str, &str)]) -> coindcx_hub::RunningHub {
     let _ = env_logger::builder().is_test(true).try_init();
-    coindcx_hub::start(hub_config(fake, extra)).await.expect("hub starts")
+    coindcx_hub::start(hub_config(fake, extra))
+        .await
+        .expect("hub starts")
 }
 
 /// `GET http://addr/path` → (status, body text).
@@ -350,8 +400,11 @@ pub async fn status(addr: SocketAddr) -> Value {
 
 /// The value of one Prometheus sample line (`name{labels}`), if present.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse::<f64>().unwrap()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .map(|v| v.trim().parse::<f64>().unwrap())
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,10 +429,13 @@ impl Client {
     /// Opens `ws://addr/ws/coindcx` (plus `query`, e.g. `?since=3&epoch=..`).
     pub async fn connect(addr: SocketAddr, query: &str) -> Client {
         let url = format!("ws://{addr}/ws/coindcx{query}");
-        let (ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
-            .await
-            .expect("ws connect timed out")
-            .expect("ws connect");
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::connect_async(url),
+        )
+        .await
+        .expect("ws connect timed out")
+        .expect("ws connect");
         Client { ws }
     }
 
@@ -406,13 +462,18 @@ impl Client {
             };
             match msg {
                 Message::Text(text) => {
-                    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("frame is not JSON ({e}): {text}"));
+                    let v: Value = serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("frame is not JSON ({e}): {text}"));
                     if v["type"] == "ping" {
                         continue;
                     }
                     return Some(Incoming::Json(v, text));
                 }
-                Message::Close(frame) => return Some(Incoming::Close(frame.map(|f: CloseFrame| (u16::from(f.code), f.reason.to_string())))),
+                Message::Close(frame) => {
+                    return Some(Incoming::Close(
+                        frame.map(|f: CloseFrame| (u16::from(f.code), f.reason.to_string())),
+                    ))
+                }
                 Message::Binary(b) => panic!("unexpected binary frame of {} bytes", b.len()),
                 _ => continue,
             }
@@ -460,7 +521,10 @@ impl Client {
     }
 
     pub async fn send_text(&mut self, text: &str) {
-        self.ws.send(Message::Text(text.to_string())).await.expect("send text");
+        self.ws
+            .send(Message::Text(text.to_string()))
+            .await
+            .expect("send text");
     }
 
     pub async fn close(mut self) {
