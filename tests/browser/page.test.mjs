@@ -60,12 +60,17 @@ const feedRows = (page) => page.$$eval('#feed tbody tr', (rs) => rs.map((r) => (
   type: r.dataset.type, pair: r.dataset.pair || '', side: r.dataset.side || '', status: r.dataset.status || '', id: r.dataset.id || '',
 })));
 const cell = (page, table, id, col) => page.$eval(`#${table}-table tbody tr[data-id="${id}"] td[data-col="${col}"]`, (e) => e.textContent);
+const frames2 = (page) => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+async function setPaused(page, on) {
+  if ((await page.getAttribute('#pause', 'aria-pressed')) !== String(on)) await page.click('#pause');
+  await frames2(page);
+}
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function setFilters(page, f) {
   for (const k of ['type', 'pair', 'side', 'status']) await page.selectOption(`#filter-${k}`, f[k] ?? '');
   await page.fill('#search', f.q ?? '');
   await page.press('#search', 'Enter');
-  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  await frames2(page);
 }
 // RFC 4180 parser (the reference the page's CSV must satisfy)
 function parseCsv(text) {
@@ -97,7 +102,8 @@ test('page goes live, shows upstream, simulator banner and header counters', asy
   assert.equal(await page.isVisible('#sim-banner'), sim, 'simulator banner iff upstream.kind is simulator');
   await page.waitForFunction(() => /^\d+$/.test(document.getElementById('clients').textContent), null, { timeout: 5000 });
   if (!REAL) {
-    assert.match(await page.textContent('#upstream-state'), /simulator · joined/);
+    await page.waitForFunction(() => /simulator · joined/.test(document.getElementById('upstream-state').textContent), null, { timeout: 5000 });
+    assert.equal(await page.getAttribute('#upstream-state', 'data-state'), 'joined');
     await page.waitForFunction(() => +document.getElementById('events-rate').textContent > 0, null, { timeout: 5000 });
     await page.waitForFunction(() => /s$/.test(document.getElementById('last-event-age').textContent), null, { timeout: 5000 });
   }
@@ -209,7 +215,7 @@ test('pause freezes the feed, resume catches up', async () => {
 
 test('CSV and JSON export of the shown feed (exact contents, RFC 4180 quoting)', async () => {
   // generic: whatever is shown exports consistently
-  await page.click('#pause');
+  await setPaused(page, true);
   const csv = await page.evaluate(() => window.__hub.exportCsv());
   const json = await page.evaluate(() => window.__hub.exportJson());
   const shown = await page.$$eval('#feed tbody tr', (rs) => rs.length);
@@ -224,7 +230,7 @@ test('CSV and JSON export of the shown feed (exact contents, RFC 4180 quoting)',
   assert.equal(fs.readFileSync(await dl.path(), 'utf8'), csv);
   const [dj] = await Promise.all([page.waitForEvent('download'), page.click('#export-json')]);
   assert.equal(fs.readFileSync(await dj.path(), 'utf8'), json);
-  await page.click('#pause');
+  await setPaused(page, false);
   if (REAL) return;
 
   // exact: two scripted events with a comma, a quote and a newline in a text field
@@ -249,7 +255,7 @@ test('CSV and JSON export of the shown feed (exact contents, RFC 4180 quoting)',
 });
 
 test('clicking a feed row opens its raw JSON; keyboard too', async () => {
-  await page.click('#pause');
+  await setPaused(page, true);
   const first = await page.$('#feed tbody tr[data-type="order"]') ?? await page.$('#feed tbody tr');
   const evId = await first.getAttribute('data-id');
   await first.click();
@@ -266,7 +272,7 @@ test('clicking a feed row opens its raw JSON; keyboard too', async () => {
   await page.waitForSelector('#raw-json', { state: 'visible' });
   await page.click('#raw-close');
   await page.waitForSelector('#raw-json', { state: 'hidden' });
-  await page.click('#pause');
+  await setPaused(page, false);
 });
 
 test('keyboard reaches the controls', async () => {
@@ -277,10 +283,20 @@ test('keyboard reaches the controls', async () => {
     seen.add(await page.evaluate(() => document.activeElement.id || document.activeElement.tagName));
   }
   for (const id of ['filter-type', 'filter-pair', 'filter-side', 'filter-status', 'search', 'pause', 'export-csv', 'export-json']) assert.ok(seen.has(id), `${id} reachable by Tab`);
-  assert.ok(await page.$eval('#orders-table tbody tr[data-id]', (r) => r.tabIndex === 0), 'table rows focusable');
+  for (const id of ['orders-table', 'positions-table', 'balances-table', 'feed']) {
+    assert.ok(seen.has('TR'), 'a table row is a Tab stop');
+    assert.equal(await page.$$eval(`#${id} tbody tr`, (rs) => rs.filter((r) => r.tabIndex === 0).length), 1, `${id}: exactly one row is the table's Tab stop`);
+  }
+  // arrow keys move between rows (feed paused so rows stay put)
+  await setPaused(page, true);
+  await page.focus('#feed tbody tr:first-child');
+  await page.keyboard.press('ArrowDown');
+  assert.equal(await page.evaluate(() => document.activeElement === document.querySelector('#feed tbody tr:nth-child(2)')), true);
+  await setPaused(page, false);
 });
 
 test('feed is capped at 500 rows', { skip: mockOnly }, async () => {
+  await setPaused(page, false); await setFilters(page, {});
   for (let i = 0; i < 700; i++) hub.emit('balance', { currency_short_name: 'CAP', balance: `${i}.0`, locked_balance: '0' });
   await page.waitForFunction(() => window.__hub.state.feed.some((e) => e.f.data && e.f.data.balance === '699.0'));
   await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
