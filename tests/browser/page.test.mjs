@@ -383,6 +383,7 @@ test('screenshots at 1280x800 and 390x844 without horizontal overflow', async ()
   await m.waitForSelector('#orders-table tbody tr[data-id]');
   await m.screenshot({ path: path.join(ART, 'mobile-390x844.png') });
   await m.screenshot({ path: path.join(ART, 'mobile-390x844-full.png'), fullPage: true });
+  await m.locator('#feed-panel').screenshot({ path: path.join(ART, 'mobile-390-feed.png') });
   const overflow = await m.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `no horizontal page scroll at 390 px (overflow ${overflow}px)`);
   for (const id of ['conn-indicator', 'pause', 'search', 'export-csv']) assert.ok(await m.isVisible('#' + id), id + ' visible on mobile');
