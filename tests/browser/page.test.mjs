@@ -56,7 +56,7 @@ async function openPage(opts = {}) {
 const waitState = (page, st, timeout = 10000) =>
   page.waitForSelector(`#conn-indicator[data-state="${st}"]`, { timeout });
 const stats = (page) => page.evaluate(() => window.__hub.stats());
-const feedRows = (page) => page.$$eval('#feed tbody tr', (rs) => rs.map((r) => ({
+const feedRows = (page) => page.$$eval('#feed tbody tr[data-n]', (rs) => rs.map((r) => ({
   type: r.dataset.type, pair: r.dataset.pair || '', side: r.dataset.side || '', status: r.dataset.status || '', id: r.dataset.id || '',
 })));
 const cell = (page, table, id, col) => page.$eval(`#${table}-table tbody tr[data-id="${id}"] td[data-col="${col}"]`, (e) => e.textContent);
@@ -171,9 +171,10 @@ test('live events update tables; trailing zeros kept; terminal status removes th
 });
 
 test('filters and free-text search narrow the feed', async () => {
-  await page.waitForFunction(() => document.querySelectorAll('#feed tbody tr').length > 20, null, { timeout: 20000 });
+  await page.waitForFunction(() => window.__hub.stats().shown > 20, null, { timeout: 20000 });
   const all = await feedRows(page);
-  const types = new Set(all.map((r) => r.type));
+  const allShown = (await stats(page)).shown;
+  const types = new Set(await page.evaluate(() => window.__hub.state.feed.map((e) => e.type)));
   assert.ok(types.has('snapshot') && types.has('system'));
   for (const [k, v, attr] of [['type', 'order', 'type'], ['type', 'position', 'type'], ['side', 'sell', 'side'], ['status', 'open', 'status']]) {
     await setFilters(page, { [k]: v });
@@ -190,27 +191,28 @@ test('filters and free-text search narrow the feed', async () => {
   await setFilters(page, { q: term.toUpperCase() });
   rows = await feedRows(page);
   const frames = JSON.parse(await page.evaluate(() => window.__hub.exportJson()));
-  assert.ok(rows.length >= 1 && rows.length < all.length);
-  assert.equal(frames.length, rows.length, 'export = what is shown');
+  const nShown = (await stats(page)).shown;
+  assert.ok(rows.length >= 1 && nShown < allShown);
+  assert.equal(frames.length, nShown, 'export = what is shown');
   assert.ok(frames.every((f) => JSON.stringify(f).includes(term)));
   await setFilters(page, { q: 'no-such-text-zzz' });
   assert.equal((await feedRows(page)).length, 0);
   await setFilters(page, {});
-  assert.ok((await feedRows(page)).length >= all.length);
+  assert.ok((await stats(page)).shown >= allShown);
 });
 
 test('pause freezes the feed, resume catches up', async () => {
   await page.click('#pause');
   assert.equal(await page.getAttribute('#pause', 'aria-pressed'), 'true');
-  const n0 = await page.$eval('#feed tbody tr', (r) => r.dataset.n);
+  const n0 = await page.$eval('#feed tbody tr[data-n]', (r) => r.dataset.n);
   if (!REAL) hub.emit('order', { id: 'pause-test', pair: 'B-ETH_USDT', side: 'buy', status: 'open', order_type: 'limit_order', price: '1.0', total_quantity: '1', remaining_quantity: '1', updated_at: Date.now() });
   await sleep(REAL ? 3000 : 600);
-  assert.equal(await page.$eval('#feed tbody tr', (r) => r.dataset.n), n0, 'top row unchanged while paused');
+  assert.equal(await page.$eval('#feed tbody tr[data-n]', (r) => r.dataset.n), n0, 'top row unchanged while paused');
   if (!REAL) assert.ok(await page.$('#orders-table tr[data-id="pause-test"]'), 'tables still update while feed is paused');
   assert.match(await page.textContent('#pause'), /Resume \(\d+ new\)/);
   await page.click('#pause');
   assert.equal(await page.getAttribute('#pause', 'aria-pressed'), 'false');
-  await page.waitForFunction((n0) => document.querySelector('#feed tbody tr').dataset.n !== n0, n0, { timeout: 10000 });
+  await page.waitForFunction((n0) => document.querySelector('#feed tbody tr[data-n]').dataset.n !== n0, n0, { timeout: 10000 });
 });
 
 test('CSV and JSON export of the shown feed (exact contents, RFC 4180 quoting)', async () => {
@@ -218,7 +220,7 @@ test('CSV and JSON export of the shown feed (exact contents, RFC 4180 quoting)',
   await setPaused(page, true);
   const csv = await page.evaluate(() => window.__hub.exportCsv());
   const json = await page.evaluate(() => window.__hub.exportJson());
-  const shown = await page.$$eval('#feed tbody tr', (rs) => rs.length);
+  const { shown } = await stats(page);
   const frames = JSON.parse(json);
   const parsed = parseCsv(csv);
   assert.equal(parsed[0].join(','), CSV_HEADER);
@@ -241,6 +243,7 @@ test('CSV and JSON export of the shown feed (exact contents, RFC 4180 quoting)',
   await page.waitForFunction(() => window.__hub.state.feed.some((e) => e.f.id && e.f.reconciled && e.pair.startsWith('B-Q')));
   await setFilters(page, { q: 'b-q\\"t' });
   assert.equal((await feedRows(page)).length, 2);
+  assert.equal((await stats(page)).shown, 2);
   const row = (t) => {
     const f = JSON.parse(t);
     const d = f.data;
@@ -256,7 +259,7 @@ test('CSV and JSON export of the shown feed (exact contents, RFC 4180 quoting)',
 
 test('clicking a feed row opens its raw JSON; keyboard too', async () => {
   await setPaused(page, true);
-  const first = await page.$('#feed tbody tr[data-type="order"]') ?? await page.$('#feed tbody tr');
+  const first = await page.$('#feed tbody tr[data-type="order"]') ?? await page.$('#feed tbody tr[data-n]');
   const evId = await first.getAttribute('data-id');
   await first.click();
   await page.waitForSelector('#raw-json', { state: 'visible' });
@@ -267,7 +270,7 @@ test('clicking a feed row opens its raw JSON; keyboard too', async () => {
   await page.keyboard.press('Escape');
   await page.waitForSelector('#raw-json', { state: 'hidden' });
   // keyboard: focus a row, Enter opens, Close button closes
-  await page.focus('#feed tbody tr:nth-child(2)');
+  await page.evaluate(() => document.querySelectorAll('#feed tbody tr[data-n]')[1].focus());
   await page.keyboard.press('Enter');
   await page.waitForSelector('#raw-json', { state: 'visible' });
   await page.click('#raw-close');
@@ -285,13 +288,16 @@ test('keyboard reaches the controls', async () => {
   for (const id of ['filter-type', 'filter-pair', 'filter-side', 'filter-status', 'search', 'pause', 'export-csv', 'export-json']) assert.ok(seen.has(id), `${id} reachable by Tab`);
   for (const id of ['orders-table', 'positions-table', 'balances-table', 'feed']) {
     assert.ok(seen.has('TR'), 'a table row is a Tab stop');
-    assert.equal(await page.$$eval(`#${id} tbody tr`, (rs) => rs.filter((r) => r.tabIndex === 0).length), 1, `${id}: exactly one row is the table's Tab stop`);
+    assert.equal(await page.$$eval(`#${id} tbody tr[data-n], #${id} tbody tr[data-id]`, (rs) => rs.filter((r) => r.tabIndex === 0).length), 1, `${id}: exactly one row is the table's Tab stop`);
   }
   // arrow keys move between rows (feed paused so rows stay put)
   await setPaused(page, true);
-  await page.focus('#feed tbody tr:first-child');
+  await page.evaluate(() => document.querySelector('#feed tbody tr[data-n]').focus());
+  const rowsN = await page.$$eval('#feed tbody tr[data-n]', (rs) => rs.map((r) => r.dataset.n));
   await page.keyboard.press('ArrowDown');
-  assert.equal(await page.evaluate(() => document.activeElement === document.querySelector('#feed tbody tr:nth-child(2)')), true);
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.n), rowsN[1]);
+  await page.keyboard.press('ArrowUp');
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.n), rowsN[0]);
   await setPaused(page, false);
 });
 
@@ -300,9 +306,14 @@ test('feed is capped at 500 rows', { skip: mockOnly }, async () => {
   for (let i = 0; i < 700; i++) hub.emit('balance', { currency_short_name: 'CAP', balance: `${i}.0`, locked_balance: '0' });
   await page.waitForFunction(() => window.__hub.state.feed.some((e) => e.f.data && e.f.data.balance === '699.0'));
   await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
-  assert.equal(await page.$$eval('#feed tbody tr', (r) => r.length), 500);
+  const st = await stats(page);
+  assert.equal(st.feedLen, 500); assert.equal(st.shown, 500);
+  assert.ok(st.domRows > 10 && st.domRows < 120, `only the visible window is in the DOM (${st.domRows} rows)`);
   assert.equal(await cell(page, 'balances', 'CAP', 'balance'), '699.0');
-  assert.equal((await stats(page)).feedLen, 500);
+  // scrolling to the bottom renders the oldest kept row
+  await page.$eval('#feed-wrap', (w) => { w.scrollTop = w.scrollHeight; });
+  await page.waitForFunction(() => { const rs = document.querySelectorAll('#feed tbody tr[data-n]'); return rs.length && rs[rs.length - 1].dataset.n === String(window.__hub.state.feed[0].n); });
+  await page.$eval('#feed-wrap', (w) => { w.scrollTop = 0; });
 });
 
 test('upstream auth_failed turns the indicator red, recovery turns it green', { skip: mockOnly }, async () => {
@@ -379,7 +390,7 @@ test('screenshots at 1280x800 and 390x844 without horizontal overflow', async ()
   await page.screenshot({ path: path.join(ART, 'desktop-1280x800.png') });
   const m = await openPage({ viewport: { width: 390, height: 844 } });
   await waitState(m, 'live');
-  await m.waitForSelector('#feed tbody tr');
+  await m.waitForSelector('#feed tbody tr[data-n]');
   await m.waitForSelector('#orders-table tbody tr[data-id]');
   await m.screenshot({ path: path.join(ART, 'mobile-390x844.png') });
   await m.screenshot({ path: path.join(ART, 'mobile-390x844-full.png'), fullPage: true });
@@ -391,6 +402,7 @@ test('screenshots at 1280x800 and 390x844 without horizontal overflow', async ()
 });
 
 test('load: 200 events/s for 60 s, main-thread responsiveness', { skip: LOAD ? false : 'set BROWSER_LOAD_TEST=1', timeout: 120000 }, async () => {
+  if (page) { await page.context().close(); page = null; } // measure one page alone
   const lp = await openPage();
   await waitState(lp, 'live');
   if (!REAL) hub.setRate(200);
