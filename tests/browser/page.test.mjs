@@ -387,6 +387,7 @@ test('?token= is passed on to the WebSocket', { skip: mockOnly }, async () => {
 
 test('screenshots at 1280x800 and 390x844 without horizontal overflow', async () => {
   await page.waitForSelector('#orders-table tbody tr[data-id]');
+  await page.waitForFunction(() => /joined/.test(document.getElementById('upstream-state').textContent), null, { timeout: 5000 });
   await page.screenshot({ path: path.join(ART, 'desktop-1280x800.png') });
   const m = await openPage({ viewport: { width: 390, height: 844 } });
   await waitState(m, 'live');
