@@ -1,6 +1,6 @@
 // Headless-Chromium tests of the monitor page (web/index.html).
 //   cd tests/browser && npm ci && node --test                 # against the mock hub
-//   HUB_URL=http://127.0.0.1:8000 node --test                  # against a running coindcx-hub
+//   HUB_URL=http://127.0.0.1:8000 [HUB_TOKEN=..] node --test   # against a running coindcx-hub
 //   BROWSER_LOAD_TEST=1 node --test                            # + 200 ev/s for 60 s load test
 // Chromium: CHROMIUM_PATH (default /usr/bin/chromium, Debian's package).
 import { test, before, after } from 'node:test';
@@ -14,6 +14,7 @@ import { MockHub } from './mock-hub.mjs';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ART = path.join(here, 'artifacts');
 const REAL = process.env.HUB_URL ? process.env.HUB_URL.replace(/\/+$/, '') : '';
+const TOKEN = process.env.HUB_TOKEN || ''; // the hub's HUB_AUTH_TOKEN, if it has one
 const LOAD = process.env.BROWSER_LOAD_TEST === '1';
 const CHROME = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -50,7 +51,7 @@ async function openPage(opts = {}) {
   });
   page.on('websocket', (ws) => { if (new URL(ws.url()).host !== host) offOrigin.push(ws.url()); });
   page.on('pageerror', (e) => pageErrors.push(String(e)));
-  await page.goto((opts.base ?? base) + (opts.path ?? '/'));
+  await page.goto((opts.base ?? base) + (opts.path ?? (TOKEN ? '/?token=' + encodeURIComponent(TOKEN) : '/')));
   return page;
 }
 const waitState = (page, st, timeout = 10000) =>
