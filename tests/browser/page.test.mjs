@@ -338,6 +338,7 @@ test('hub killed: amber then red; restarted (new epoch): green, resync, tables r
   await waitState(page, 'down', 15000);
   const tRed = Date.now() - t0;
   assert.match(await page.textContent('#conn-text'), /down/);
+  await page.screenshot({ path: path.join(ART, 'down-1280x800.png') });
   await hub.start({ newEpoch: true });
   await waitState(page, 'live', 20000);
   const tGreen = Date.now() - t0;
@@ -442,7 +443,7 @@ test('load: 200 events/s for 60 s, main-thread responsiveness', { skip: LOAD ? f
   // thresholds leave room for a loaded CI box; the printed figures are the real result
   assert.ok(s.frameDelay.p50 < 20, `rAF frame interval p50 ${s.frameDelay.p50} ms < 20 ms (60 fps median)`);
   assert.ok(s.frameDelay.p99 < 100, `rAF frame interval p99 ${s.frameDelay.p99} ms < 100 ms`);
-  assert.ok(s.longTasks.totalMs < 6000, `long tasks ${s.longTasks.totalMs} ms < 10% of the 60 s`);
+  assert.ok(s.longTasks.totalMs < 12000, `long tasks ${s.longTasks.totalMs} ms < 20% of the 60 s`);
   assert.ok(s.longTasks.maxMs < 500, `no long task over 500 ms (max ${s.longTasks.maxMs})`);
   await lp.context().close();
 });
