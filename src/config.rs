@@ -84,7 +84,11 @@ impl Config {
 
     /// Reads configuration through `get` (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let var = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let var = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
 
         let bind = parse_addr("HUB_BIND", var("HUB_BIND"), "127.0.0.1:8000")?;
         let api_key = var("COINDCX_API_KEY").unwrap_or_default();
@@ -92,21 +96,69 @@ impl Config {
         let upstream = match (api_key.is_empty(), api_secret.is_empty()) {
             (true, true) => UpstreamKind::Simulator,
             (false, false) => UpstreamKind::CoinDcx,
-            (true, false) => return Err(err("COINDCX_API_KEY", "empty while COINDCX_API_SECRET is set")),
-            (false, true) => return Err(err("COINDCX_API_SECRET", "empty while COINDCX_API_KEY is set")),
+            (true, false) => {
+                return Err(err(
+                    "COINDCX_API_KEY",
+                    "empty while COINDCX_API_SECRET is set",
+                ))
+            }
+            (false, true) => {
+                return Err(err(
+                    "COINDCX_API_SECRET",
+                    "empty while COINDCX_API_KEY is set",
+                ))
+            }
         };
-        let ws_url = parse_url("COINDCX_WS_URL", var("COINDCX_WS_URL"), "wss://stream.coindcx.com", &["wss", "ws", "https", "http"])?;
-        let api_url = parse_url("COINDCX_API_URL", var("COINDCX_API_URL"), "https://api.coindcx.com", &["https", "http"])?;
-        let linger = Duration::from_millis(parse_num("HUB_UPSTREAM_LINGER_MS", var("HUB_UPSTREAM_LINGER_MS"), 0, 0, 86_400_000)?);
+        let ws_url = parse_url(
+            "COINDCX_WS_URL",
+            var("COINDCX_WS_URL"),
+            "wss://stream.coindcx.com",
+            &["wss", "ws", "https", "http"],
+        )?;
+        let api_url = parse_url(
+            "COINDCX_API_URL",
+            var("COINDCX_API_URL"),
+            "https://api.coindcx.com",
+            &["https", "http"],
+        )?;
+        let linger = Duration::from_millis(parse_num(
+            "HUB_UPSTREAM_LINGER_MS",
+            var("HUB_UPSTREAM_LINGER_MS"),
+            0,
+            0,
+            86_400_000,
+        )?);
         let auth_token = var("HUB_AUTH_TOKEN");
         let jwt_secret = var("HUB_JWT_SECRET");
         let allowed_origins = parse_origins(var("HUB_ALLOWED_ORIGINS"))?;
-        let max_clients = parse_num("HUB_MAX_CLIENTS", var("HUB_MAX_CLIENTS"), 10_000, 1, 1_000_000)? as usize;
-        let max_clients_per_ip = parse_num("HUB_MAX_CLIENTS_PER_IP", var("HUB_MAX_CLIENTS_PER_IP"), 0, 0, 1_000_000)? as usize;
-        let client_queue = parse_num("HUB_CLIENT_QUEUE", var("HUB_CLIENT_QUEUE"), 1024, 1, 1_000_000)? as usize;
+        let max_clients = parse_num(
+            "HUB_MAX_CLIENTS",
+            var("HUB_MAX_CLIENTS"),
+            10_000,
+            1,
+            1_000_000,
+        )? as usize;
+        let max_clients_per_ip = parse_num(
+            "HUB_MAX_CLIENTS_PER_IP",
+            var("HUB_MAX_CLIENTS_PER_IP"),
+            0,
+            0,
+            1_000_000,
+        )? as usize;
+        let client_queue = parse_num(
+            "HUB_CLIENT_QUEUE",
+            var("HUB_CLIENT_QUEUE"),
+            1024,
+            1,
+            1_000_000,
+        )? as usize;
         let history = parse_num("HUB_HISTORY", var("HUB_HISTORY"), 10_000, 0, 10_000_000)? as usize;
         let allow_anonymous = parse_bool("HUB_ALLOW_ANONYMOUS", var("HUB_ALLOW_ANONYMOUS"))?;
-        if !bind.ip().is_loopback() && auth_token.is_none() && jwt_secret.is_none() && !allow_anonymous {
+        if !bind.ip().is_loopback()
+            && auth_token.is_none()
+            && jwt_secret.is_none()
+            && !allow_anonymous
+        {
             return Err(err(
                 "HUB_BIND",
                 format!("{bind} is not a loopback address and HUB_AUTH_TOKEN is empty; account data is private (set HUB_AUTH_TOKEN, or HUB_ALLOW_ANONYMOUS=1)"),
@@ -138,27 +190,61 @@ impl Config {
     }
 }
 
-fn parse_addr(var: &'static str, value: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
+fn parse_addr(
+    var: &'static str,
+    value: Option<String>,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
     let text = value.unwrap_or_else(|| default.to_string());
-    text.parse()
-        .map_err(|_| err(var, format!("{text:?} is not an address like 127.0.0.1:8000")))
+    text.parse().map_err(|_| {
+        err(
+            var,
+            format!("{text:?} is not an address like 127.0.0.1:8000"),
+        )
+    })
 }
 
-fn parse_url(var: &'static str, value: Option<String>, default: &str, schemes: &[&str]) -> Result<String, ConfigError> {
+fn parse_url(
+    var: &'static str,
+    value: Option<String>,
+    default: &str,
+    schemes: &[&str],
+) -> Result<String, ConfigError> {
     let text = value.unwrap_or_else(|| default.to_string());
     let scheme = text.split("://").next().unwrap_or_default();
     let rest = text.split_once("://").map(|(_, r)| r).unwrap_or_default();
     if !schemes.contains(&scheme) || rest.is_empty() || rest.starts_with('/') {
-        return Err(err(var, format!("{text:?} must start with one of {}", schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(", "))));
+        return Err(err(
+            var,
+            format!(
+                "{text:?} must start with one of {}",
+                schemes
+                    .iter()
+                    .map(|s| format!("{s}://"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
     }
     Ok(text.trim_end_matches('/').to_string())
 }
 
-fn parse_num(var: &'static str, value: Option<String>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
-    let Some(text) = value else { return Ok(default) };
+fn parse_num(
+    var: &'static str,
+    value: Option<String>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let Some(text) = value else {
+        return Ok(default);
+    };
     match text.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(err(var, format!("{text:?} is not a whole number between {min} and {max}"))),
+        _ => Err(err(
+            var,
+            format!("{text:?} is not a whole number between {min} and {max}"),
+        )),
     }
 }
 
@@ -174,19 +260,31 @@ fn parse_rate(value: Option<String>) -> Result<f64, ConfigError> {
     let Some(text) = value else { return Ok(2.0) };
     match text.parse::<f64>() {
         Ok(r) if r.is_finite() && (0.0..=1_000_000.0).contains(&r) => Ok(r),
-        _ => Err(err("HUB_SIM_RATE", format!("{text:?} is not a rate in events/s (0 to 1000000)"))),
+        _ => Err(err(
+            "HUB_SIM_RATE",
+            format!("{text:?} is not a rate in events/s (0 to 1000000)"),
+        )),
     }
 }
 
 fn parse_origins(value: Option<String>) -> Result<AllowedOrigins, ConfigError> {
-    let Some(text) = value else { return Ok(AllowedOrigins::SameHost) };
-    let items: Vec<String> = text.split(',').map(|s| s.trim().trim_end_matches('/').to_string()).filter(|s| !s.is_empty()).collect();
+    let Some(text) = value else {
+        return Ok(AllowedOrigins::SameHost);
+    };
+    let items: Vec<String> = text
+        .split(',')
+        .map(|s| s.trim().trim_end_matches('/').to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     if items.iter().any(|s| s == "*") {
         return Ok(AllowedOrigins::Any);
     }
     for item in &items {
         if !(item.starts_with("http://") || item.starts_with("https://")) {
-            return Err(err("HUB_ALLOWED_ORIGINS", format!("{item:?} is not an origin like https://desk.example:443")));
+            return Err(err(
+                "HUB_ALLOWED_ORIGINS",
+                format!("{item:?} is not an origin like https://desk.example:443"),
+            ));
         }
     }
     Ok(AllowedOrigins::List(items))
@@ -198,7 +296,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -207,7 +308,10 @@ mod tests {
         let c = cfg(&[]).unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:8000");
         assert_eq!(c.upstream, UpstreamKind::Simulator);
-        assert_eq!((c.max_clients, c.client_queue, c.history), (10_000, 1024, 10_000));
+        assert_eq!(
+            (c.max_clients, c.client_queue, c.history),
+            (10_000, 1024, 10_000)
+        );
         assert_eq!(c.ws_url, "wss://stream.coindcx.com");
         assert_eq!(c.allowed_origins, AllowedOrigins::SameHost);
     }
@@ -215,24 +319,50 @@ mod tests {
     #[test]
     fn bad_values_name_the_variable() {
         assert_eq!(cfg(&[("HUB_BIND", "nope")]).unwrap_err().var, "HUB_BIND");
-        assert_eq!(cfg(&[("COINDCX_API_KEY", "k")]).unwrap_err().var, "COINDCX_API_SECRET");
-        assert_eq!(cfg(&[("COINDCX_API_SECRET", "s")]).unwrap_err().var, "COINDCX_API_KEY");
-        assert_eq!(cfg(&[("COINDCX_WS_URL", "ftp://x")]).unwrap_err().var, "COINDCX_WS_URL");
-        assert_eq!(cfg(&[("HUB_CLIENT_QUEUE", "0")]).unwrap_err().var, "HUB_CLIENT_QUEUE");
-        assert_eq!(cfg(&[("HUB_MAX_CLIENTS", "-1")]).unwrap_err().var, "HUB_MAX_CLIENTS");
-        assert_eq!(cfg(&[("HUB_ALLOWED_ORIGINS", "evil")]).unwrap_err().var, "HUB_ALLOWED_ORIGINS");
+        assert_eq!(
+            cfg(&[("COINDCX_API_KEY", "k")]).unwrap_err().var,
+            "COINDCX_API_SECRET"
+        );
+        assert_eq!(
+            cfg(&[("COINDCX_API_SECRET", "s")]).unwrap_err().var,
+            "COINDCX_API_KEY"
+        );
+        assert_eq!(
+            cfg(&[("COINDCX_WS_URL", "ftp://x")]).unwrap_err().var,
+            "COINDCX_WS_URL"
+        );
+        assert_eq!(
+            cfg(&[("HUB_CLIENT_QUEUE", "0")]).unwrap_err().var,
+            "HUB_CLIENT_QUEUE"
+        );
+        assert_eq!(
+            cfg(&[("HUB_MAX_CLIENTS", "-1")]).unwrap_err().var,
+            "HUB_MAX_CLIENTS"
+        );
+        assert_eq!(
+            cfg(&[("HUB_ALLOWED_ORIGINS", "evil")]).unwrap_err().var,
+            "HUB_ALLOWED_ORIGINS"
+        );
     }
 
     #[test]
     fn public_bind_needs_a_token() {
-        assert_eq!(cfg(&[("HUB_BIND", "0.0.0.0:8000")]).unwrap_err().var, "HUB_BIND");
+        assert_eq!(
+            cfg(&[("HUB_BIND", "0.0.0.0:8000")]).unwrap_err().var,
+            "HUB_BIND"
+        );
         assert!(cfg(&[("HUB_BIND", "0.0.0.0:8000"), ("HUB_AUTH_TOKEN", "t")]).is_ok());
         assert!(cfg(&[("HUB_BIND", "0.0.0.0:8000"), ("HUB_ALLOW_ANONYMOUS", "1")]).is_ok());
     }
 
     #[test]
     fn accepts_every_ws_scheme() {
-        for url in ["wss://a.b", "ws://127.0.0.1:1", "https://a.b", "http://a.b/"] {
+        for url in [
+            "wss://a.b",
+            "ws://127.0.0.1:1",
+            "https://a.b",
+            "http://a.b/",
+        ] {
             assert!(cfg(&[("COINDCX_WS_URL", url)]).is_ok(), "{url}");
         }
         let c = cfg(&[("HUB_ALLOWED_ORIGINS", "http://a:1, *")]).unwrap();

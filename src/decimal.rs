@@ -118,7 +118,16 @@ mod tests {
 
     #[test]
     fn numbers_keep_their_digits() {
-        for text in ["2102.94", "20.0", "0", "4", "0.0186072135", "84250.5", "-0.045", "10.0"] {
+        for text in [
+            "2102.94",
+            "20.0",
+            "0",
+            "4",
+            "0.0186072135",
+            "84250.5",
+            "-0.045",
+            "10.0",
+        ] {
             assert_eq!(ExactDecimal::from_json(&num(text)).unwrap().as_str(), text);
         }
     }
@@ -128,20 +137,33 @@ mod tests {
         let text = "265.01745775027309";
         assert_ne!(text.parse::<f64>().unwrap().to_string(), text);
         assert_eq!(ExactDecimal::from_json(&num(text)).unwrap().as_str(), text);
-        assert_eq!(ExactDecimal::parse("0.1000000000000000055511151231257827").unwrap().as_str(), "0.1000000000000000055511151231257827");
+        assert_eq!(
+            ExactDecimal::parse("0.1000000000000000055511151231257827")
+                .unwrap()
+                .as_str(),
+            "0.1000000000000000055511151231257827"
+        );
     }
 
     #[test]
     fn exponent_notation_is_written_out() {
-        assert_eq!(ExactDecimal::from_json(&num("7.009e-9")).unwrap().as_str(), "0.000000007009");
+        assert_eq!(
+            ExactDecimal::from_json(&num("7.009e-9")).unwrap().as_str(),
+            "0.000000007009"
+        );
         assert_eq!(ExactDecimal::parse("1.5E3").unwrap().as_str(), "1500");
         // Too long to write out: kept in exponent form (serde_json spells the sign).
-        assert_eq!(ExactDecimal::from_json(&num("1e400")).unwrap().as_str(), "1e+400");
+        assert_eq!(
+            ExactDecimal::from_json(&num("1e400")).unwrap().as_str(),
+            "1e+400"
+        );
     }
 
     #[test]
     fn rejects_non_decimals() {
-        for bad in ["abc", "", " 1", "1.2.3", "NaN", "inf", "0x10", "1_000", "--1"] {
+        for bad in [
+            "abc", "", " 1", "1.2.3", "NaN", "inf", "0x10", "1_000", "--1",
+        ] {
             assert!(ExactDecimal::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(ExactDecimal::from_json(&Value::Bool(true)).is_err());

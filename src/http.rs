@@ -71,13 +71,20 @@ async fn healthz() -> HttpResponse {
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.hub.status.readiness() {
         Ok(()) => HttpResponse::Ok().json(json!({"ready": true})),
-        Err(reason) => HttpResponse::ServiceUnavailable().json(json!({"ready": false, "reason": reason})),
+        Err(reason) => {
+            HttpResponse::ServiceUnavailable().json(json!({"ready": false, "reason": reason}))
+        }
     }
 }
 
 async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if authorize(&req, &state.config).is_none() {
-        state.hub.metrics.rejected_upgrades.with_label_values(&["metrics_token"]).inc();
+        state
+            .hub
+            .metrics
+            .rejected_upgrades
+            .with_label_values(&["metrics_token"])
+            .inc();
         return unauthorized();
     }
     HttpResponse::Ok()
@@ -85,9 +92,18 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         .body(state.hub.metrics.render())
 }
 
-async fn upgrade(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
+async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> actix_web::Result<HttpResponse> {
     let hub = &state.hub;
-    let reject = |reason: &str| hub.metrics.rejected_upgrades.with_label_values(&[reason]).inc();
+    let reject = |reason: &str| {
+        hub.metrics
+            .rejected_upgrades
+            .with_label_values(&[reason])
+            .inc()
+    };
     let Some(grant) = authorize(&req, &state.config) else {
         reject("token");
         return Ok(unauthorized());
@@ -119,7 +135,8 @@ async fn upgrade(req: HttpRequest, body: web::Payload, state: web::Data<AppState
             drop(counts);
             active.fetch_sub(1, Ordering::SeqCst);
             reject("per_ip");
-            return Ok(HttpResponse::TooManyRequests().json(json!({"error": "too many connections from this address"})));
+            return Ok(HttpResponse::TooManyRequests()
+                .json(json!({"error": "too many connections from this address"})));
         }
         *n += 1;
     }
@@ -147,12 +164,17 @@ async fn upgrade(req: HttpRequest, body: web::Payload, state: web::Data<AppState
     let expires = match grant {
         Grant::Open => None,
         Grant::Until(exp) => {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
             Some(tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now)))
         }
     };
     let hub = hub.clone();
-    actix_web::rt::spawn(crate::session::run(hub, session, stream, resume, expires, release));
+    actix_web::rt::spawn(crate::session::run(
+        hub, session, stream, resume, expires, release,
+    ));
     Ok(response)
 }
 
@@ -176,10 +198,18 @@ fn authorize(req: &HttpRequest, config: &Config) -> Option<Grant> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
     for given in [from_query, from_header].into_iter().flatten() {
-        if config.auth_token.as_deref().is_some_and(|t| constant_time_eq(&given, t)) {
+        if config
+            .auth_token
+            .as_deref()
+            .is_some_and(|t| constant_time_eq(&given, t))
+        {
             return Some(Grant::Open);
         }
-        if let Some(exp) = config.jwt_secret.as_deref().and_then(|secret| jwt_expiry(&given, secret)) {
+        if let Some(exp) = config
+            .jwt_secret
+            .as_deref()
+            .and_then(|secret| jwt_expiry(&given, secret))
+        {
             return Some(Grant::Until(exp));
         }
     }
@@ -196,18 +226,30 @@ fn jwt_expiry(token: &str, secret: &str) -> Option<u64> {
     validation.leeway = 0;
     validation.set_required_spec_claims(&["exp"]);
     let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes());
-    jsonwebtoken::decode::<Claims>(token, &key, &validation).ok().map(|t| t.claims.exp)
+    jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        .ok()
+        .map(|t| t.claims.exp)
 }
 
 /// Browsers always send `Origin` on upgrades; other clients (probes, load tools) do not.
 fn origin_ok(req: &HttpRequest, allowed: &AllowedOrigins) -> bool {
-    let Some(origin) = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true;
+    };
     let origin = origin.trim_end_matches('/');
     match allowed {
         AllowedOrigins::Any => true,
         AllowedOrigins::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
         AllowedOrigins::SameHost => {
-            let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
             let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or_default();
             !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
         }
@@ -215,7 +257,9 @@ fn origin_ok(req: &HttpRequest, allowed: &AllowedOrigins) -> bool {
 }
 
 fn query_param(query: &str, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 fn parse_resume(query: &str) -> Result<Option<Resume>, String> {
@@ -224,7 +268,9 @@ fn parse_resume(query: &str) -> Result<Option<Resume>, String> {
     match (since, epoch) {
         (None, _) => Ok(None),
         (Some(s), epoch) => {
-            let since = s.parse::<u64>().map_err(|_| format!("since must be a sequence number, got {s:?}"))?;
+            let since = s
+                .parse::<u64>()
+                .map_err(|_| format!("since must be a sequence number, got {s:?}"))?;
             Ok(Some(Resume {
                 since,
                 epoch: epoch.unwrap_or_default(),

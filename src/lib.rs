@@ -81,7 +81,13 @@ impl RunningHub {
 /// tokio runtime.
 pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     let (ws_url, api_url, key, secret, sim) = match config.upstream {
-        UpstreamKind::CoinDcx => (config.ws_url.clone(), config.api_url.clone(), config.api_key.clone(), config.api_secret.clone(), None),
+        UpstreamKind::CoinDcx => (
+            config.ws_url.clone(),
+            config.api_url.clone(),
+            config.api_key.clone(),
+            config.api_secret.clone(),
+            None,
+        ),
         UpstreamKind::Simulator => {
             let sim = simulator::Simulator::start(simulator::SimConfig {
                 bind: config.simulator.bind,
@@ -97,7 +103,13 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
                 sim.url(),
                 simulator::DEMO_API_KEY
             );
-            (sim.url(), sim.url(), simulator::DEMO_API_KEY.to_string(), simulator::DEMO_API_SECRET.to_string(), Some(sim))
+            (
+                sim.url(),
+                sim.url(),
+                simulator::DEMO_API_KEY.to_string(),
+                simulator::DEMO_API_SECRET.to_string(),
+                Some(sim),
+            )
         }
     };
     let metrics = Arc::new(Metrics::new());
@@ -132,19 +144,25 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         },
     );
     let state = web::Data::new(http::AppState::new(hub.clone(), Arc::new(config.clone())));
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
-        .on_connect(|conn, _| {
-            // Nagle's algorithm adds tens of ms to small frames.
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let _ = tcp.set_nodelay(true);
-            }
-        })
-        // A connection that never completes its request head is dropped after this.
-        .client_request_timeout(std::time::Duration::from_secs(5))
-        .disable_signals()
-        .shutdown_timeout(3)
-        .workers(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4))
-        .bind(config.bind)?;
+    let server =
+        HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
+            .on_connect(|conn, _| {
+                // Nagle's algorithm adds tens of ms to small frames.
+                if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                    let _ = tcp.set_nodelay(true);
+                }
+            })
+            // A connection that never completes its request head is dropped after this.
+            .client_request_timeout(std::time::Duration::from_secs(5))
+            .disable_signals()
+            .shutdown_timeout(3)
+            .workers(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+                    .min(4),
+            )
+            .bind(config.bind)?;
     let addr = server.addrs().first().copied().unwrap_or(config.bind);
     let server = server.run();
     let handle = server.handle();

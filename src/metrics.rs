@@ -3,7 +3,10 @@
 //! One [`Metrics`] per hub (its own registry, so several hubs can live in one test process),
 //! rendered as Prometheus text by `GET /metrics`.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -30,36 +33,95 @@ impl Metrics {
         macro_rules! reg {
             ($m:expr) => {{
                 let m = $m.expect("metric definition is valid");
-                registry.register(Box::new(m.clone())).expect("metric names are unique");
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("metric names are unique");
                 m
             }};
         }
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels);
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels)
+        };
         Metrics {
             clients: reg!(IntGauge::new("hub_clients", "Connected browser WebSockets")),
-            upstream_state: reg!(IntGaugeVec::new(Opts::new("hub_upstream_state", "1 for the current upstream state"), &["state"])),
-            events_in: reg!(counter_vec("hub_events_in_total", "Exchange records accepted, by type", &["type"])),
-            skipped: reg!(counter_vec("hub_events_skipped_total", "Exchange input skipped, by event and reason", &["event", "reason"])),
-            duplicates: reg!(IntCounter::new("hub_duplicates_dropped_total", "Repeated or stale exchange records not delivered")),
-            deliveries: reg!(IntCounter::new("hub_deliveries_total", "Frames queued to clients")),
-            evictions: reg!(counter_vec("hub_client_closes_total", "Clients closed by the hub, by reason", &["reason"])),
-            resumes: reg!(counter_vec("hub_resumes_total", "Resume requests, by result", &["result"])),
-            reconnects: reg!(IntCounter::new("hub_upstream_reconnects_total", "Upstream reconnect attempts")),
-            upstream_gaps: reg!(IntCounter::new("hub_upstream_gaps_total", "Records the upstream could not hand over (repaired by reconcile)")),
-            reconcile_runs: reg!(counter_vec("hub_reconcile_runs_total", "REST reconcile runs, by result", &["result"])),
-            reconcile_changes: reg!(IntCounter::new("hub_reconcile_changes_total", "Records found stale by a reconcile")),
-            rejected_upgrades: reg!(counter_vec("hub_rejected_upgrades_total", "WebSocket upgrades refused, by reason", &["reason"])),
+            upstream_state: reg!(IntGaugeVec::new(
+                Opts::new("hub_upstream_state", "1 for the current upstream state"),
+                &["state"]
+            )),
+            events_in: reg!(counter_vec(
+                "hub_events_in_total",
+                "Exchange records accepted, by type",
+                &["type"]
+            )),
+            skipped: reg!(counter_vec(
+                "hub_events_skipped_total",
+                "Exchange input skipped, by event and reason",
+                &["event", "reason"]
+            )),
+            duplicates: reg!(IntCounter::new(
+                "hub_duplicates_dropped_total",
+                "Repeated or stale exchange records not delivered"
+            )),
+            deliveries: reg!(IntCounter::new(
+                "hub_deliveries_total",
+                "Frames queued to clients"
+            )),
+            evictions: reg!(counter_vec(
+                "hub_client_closes_total",
+                "Clients closed by the hub, by reason",
+                &["reason"]
+            )),
+            resumes: reg!(counter_vec(
+                "hub_resumes_total",
+                "Resume requests, by result",
+                &["result"]
+            )),
+            reconnects: reg!(IntCounter::new(
+                "hub_upstream_reconnects_total",
+                "Upstream reconnect attempts"
+            )),
+            upstream_gaps: reg!(IntCounter::new(
+                "hub_upstream_gaps_total",
+                "Records the upstream could not hand over (repaired by reconcile)"
+            )),
+            reconcile_runs: reg!(counter_vec(
+                "hub_reconcile_runs_total",
+                "REST reconcile runs, by result",
+                &["result"]
+            )),
+            reconcile_changes: reg!(IntCounter::new(
+                "hub_reconcile_changes_total",
+                "Records found stale by a reconcile"
+            )),
+            rejected_upgrades: reg!(counter_vec(
+                "hub_rejected_upgrades_total",
+                "WebSocket upgrades refused, by reason",
+                &["reason"]
+            )),
             latency: reg!(Histogram::with_opts(
-                HistogramOpts::new("hub_exchange_to_send_seconds", "From the record's updated_at to fan-out")
-                    .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+                HistogramOpts::new(
+                    "hub_exchange_to_send_seconds",
+                    "From the record's updated_at to fan-out"
+                )
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+                ])
             )),
             registry,
         }
     }
 
     pub fn set_upstream_state(&self, state: &str) {
-        for s in ["idle", "connecting", "joined", "reconnecting", "auth_failed"] {
-            self.upstream_state.with_label_values(&[s]).set(i64::from(s == state));
+        for s in [
+            "idle",
+            "connecting",
+            "joined",
+            "reconnecting",
+            "auth_failed",
+        ] {
+            self.upstream_state
+                .with_label_values(&[s])
+                .set(i64::from(s == state));
         }
     }
 

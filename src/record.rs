@@ -108,7 +108,12 @@ const POSITION: Schema = Schema {
 
 const BALANCE: Schema = Schema {
     key: "currency_short_name",
-    decimals: &["balance", "locked_balance", "cross_order_margin", "cross_user_margin"],
+    decimals: &[
+        "balance",
+        "locked_balance",
+        "cross_order_margin",
+        "cross_user_margin",
+    ],
     timestamps: &[],
 };
 
@@ -145,7 +150,10 @@ impl OrderStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            OrderStatus::Filled | OrderStatus::Cancelled | OrderStatus::PartiallyCancelled | OrderStatus::Rejected
+            OrderStatus::Filled
+                | OrderStatus::Cancelled
+                | OrderStatus::PartiallyCancelled
+                | OrderStatus::Rejected
         )
     }
 }
@@ -206,7 +214,10 @@ impl Record {
 
     /// The decimal field `name`, if present and not null.
     pub fn decimal(&self, name: &str) -> Option<ExactDecimal> {
-        self.data.get(name).and_then(|v| v.as_str()).and_then(|s| ExactDecimal::parse(s).ok())
+        self.data
+            .get(name)
+            .and_then(|v| v.as_str())
+            .and_then(|s| ExactDecimal::parse(s).ok())
     }
 }
 
@@ -222,7 +233,9 @@ fn normalize_field(schema: &Schema, name: &str, field: &mut Value) -> Result<(),
     }
     if schema.decimals.contains(&name) {
         if !field.is_null() {
-            *field = ExactDecimal::from_json(field).map_err(|e| bad(e.to_string()))?.into();
+            *field = ExactDecimal::from_json(field)
+                .map_err(|e| bad(e.to_string()))?
+                .into();
         }
     } else if schema.timestamps.contains(&name) {
         match field {

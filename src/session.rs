@@ -39,9 +39,20 @@ enum Exit {
 
 /// Runs one client until it leaves or is closed. `release` runs when the session ends.
 /// `expires` is when the client's signed token runs out (closed with 1008 "token expired").
-pub async fn run(hub: HubHandle, mut session: Session, stream: actix_ws::MessageStream, resume: Option<Resume>, expires: Option<Instant>, release: impl FnOnce()) {
+pub async fn run(
+    hub: HubHandle,
+    mut session: Session,
+    stream: actix_ws::MessageStream,
+    resume: Option<Resume>,
+    expires: Option<Instant>,
+    release: impl FnOnce(),
+) {
     let Some(joined) = hub.join(resume).await else {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(Some(ws_reason(crate::hub::GOING_AWAY)))).await;
+        let _ = tokio::time::timeout(
+            CLOSE_TIMEOUT,
+            session.close(Some(ws_reason(crate::hub::GOING_AWAY))),
+        )
+        .await;
         release();
         return;
     };
@@ -51,14 +62,23 @@ pub async fn run(hub: HubHandle, mut session: Session, stream: actix_ws::Message
     if let Exit::Close(reason) = exit {
         // Slow consumers are counted by the hub when it evicts them; 1000/1001 are not policy closes.
         if !matches!(reason.code, 1000 | 1001) && reason != crate::hub::SLOW_CONSUMER {
-            hub.metrics.evictions.with_label_values(&[metric_reason(reason)]).inc();
+            hub.metrics
+                .evictions
+                .with_label_values(&[metric_reason(reason)])
+                .inc();
         }
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(Some(ws_reason(reason)))).await;
     }
     release();
 }
 
-async fn serve(hub: &HubHandle, session: &mut Session, stream: actix_ws::MessageStream, joined: Joined, expires: Option<Instant>) -> Exit {
+async fn serve(
+    hub: &HubHandle,
+    session: &mut Session,
+    stream: actix_ws::MessageStream,
+    joined: Joined,
+    expires: Option<Instant>,
+) -> Exit {
     let Joined {
         initial,
         mut frames,
@@ -66,7 +86,10 @@ async fn serve(hub: &HubHandle, session: &mut Session, stream: actix_ws::Message
         ..
     } = joined;
     let epoch = hub.status.epoch.clone();
-    let mut stream = stream.max_frame_size(MAX_CLIENT_FRAME).aggregate_continuations().max_continuation_size(MAX_CLIENT_FRAME);
+    let mut stream = stream
+        .max_frame_size(MAX_CLIENT_FRAME)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_CLIENT_FRAME);
     for frame in initial {
         if let Some(exit) = send(session, frame, &mut close).await {
             return exit;
@@ -158,7 +181,11 @@ async fn serve(hub: &HubHandle, session: &mut Session, stream: actix_ws::Message
 }
 
 /// Writes one frame unless the hub closes this client first.
-async fn send(session: &mut Session, frame: Frame, close: &mut oneshot::Receiver<CloseReason>) -> Option<Exit> {
+async fn send(
+    session: &mut Session,
+    frame: Frame,
+    close: &mut oneshot::Receiver<CloseReason>,
+) -> Option<Exit> {
     tokio::select! {
         biased;
         reason = close => Some(Exit::Close(reason.unwrap_or(crate::hub::GOING_AWAY))),
@@ -175,7 +202,11 @@ pub fn answer(epoch: &str, text: &str) -> Frame {
     if is_ping {
         hub_frame(epoch, "pong", json!({}))
     } else {
-        hub_frame(epoch, "error", json!({"message": "unknown message; send \"ping\" or {\"type\":\"ping\"}"}))
+        hub_frame(
+            epoch,
+            "error",
+            json!({"message": "unknown message; send \"ping\" or {\"type\":\"ping\"}"}),
+        )
     }
 }
 

@@ -31,7 +31,15 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 }
 
 /// One exchange record as an `order` / `position` / `balance` frame.
-pub fn record_frame<D: Serialize>(epoch: &str, seq: u64, kind: &str, event: &str, received_at: DateTime<Utc>, reconciled: bool, data: D) -> Frame {
+pub fn record_frame<D: Serialize>(
+    epoch: &str,
+    seq: u64,
+    kind: &str,
+    event: &str,
+    received_at: DateTime<Utc>,
+    reconciled: bool,
+    data: D,
+) -> Frame {
     encode(&Envelope {
         id: Uuid::new_v4(),
         seq: Some(seq),

@@ -41,7 +41,13 @@ impl History {
             return None;
         }
         let skip = (since + 1 - first) as usize;
-        Some(self.frames.iter().skip(skip).map(|(_, f)| f.clone()).collect())
+        Some(
+            self.frames
+                .iter()
+                .skip(skip)
+                .map(|(_, f)| f.clone())
+                .collect(),
+        )
     }
 
     pub fn len(&self) -> usize {
@@ -68,7 +74,12 @@ mod tests {
     #[test]
     fn replays_exactly_the_missed_frames() {
         let h = filled(5, 8); // keeps 4..=8
-        let got: Vec<_> = h.after(5, 8).unwrap().iter().map(|b| b.to_string()).collect();
+        let got: Vec<_> = h
+            .after(5, 8)
+            .unwrap()
+            .iter()
+            .map(|b| b.to_string())
+            .collect();
         assert_eq!(got, ["6", "7", "8"]);
         assert_eq!(h.after(3, 8).unwrap().len(), 5);
         assert_eq!(h.after(8, 8).unwrap().len(), 0);

@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -176,7 +175,11 @@ pub fn spawn(settings: HubSettings, metrics: Arc<Metrics>, upstream: UpstreamInp
     };
     metrics.set_upstream_state("idle");
     tokio::spawn(hub.run());
-    HubHandle { tx, status, metrics }
+    HubHandle {
+        tx,
+        status,
+        metrics,
+    }
 }
 
 impl Hub {
@@ -270,12 +273,22 @@ impl Hub {
                         json!({"reason": "history does not reach back to since", "since": r.since, "epoch": r.epoch}),
                     ));
                 }
-                initial.push(frame::hub_frame(&self.settings.epoch, "snapshot", self.state.snapshot(self.seq)));
+                initial.push(frame::hub_frame(
+                    &self.settings.epoch,
+                    "snapshot",
+                    self.state.snapshot(self.seq),
+                ));
             }
         }
         let (tx, frames) = mpsc::channel(self.settings.client_queue);
         let (close_tx, close) = oneshot::channel();
-        self.clients.insert(client_id, Client { tx, close: close_tx });
+        self.clients.insert(
+            client_id,
+            Client {
+                tx,
+                close: close_tx,
+            },
+        );
         self.metrics.clients.set(self.clients.len() as i64);
         self.linger_until = None;
         if self.clients.len() == 1 {
@@ -302,20 +315,30 @@ impl Hub {
         let normalized = match normalize(&raw.event, &raw.arg) {
             Ok(n) => n,
             Err(PayloadError::UnknownEvent) => {
-                self.metrics.skipped.with_label_values(&["unknown", "unknown_event"]).inc();
-                if self.unknown_events.len() < 100 && self.unknown_events.insert(raw.event.clone()) {
+                self.metrics
+                    .skipped
+                    .with_label_values(&["unknown", "unknown_event"])
+                    .inc();
+                if self.unknown_events.len() < 100 && self.unknown_events.insert(raw.event.clone())
+                {
                     log::info!(target: "hub", "ignoring unknown exchange event {:?}", raw.event);
                 }
                 return;
             }
             Err(e) => {
-                self.metrics.skipped.with_label_values(&[&raw.event, reason_label(&e)]).inc();
+                self.metrics
+                    .skipped
+                    .with_label_values(&[&raw.event, reason_label(&e)])
+                    .inc();
                 log::warn!(target: "hub", "skipped {} event: {e}", raw.event);
                 return;
             }
         };
         for (index, e) in &normalized.skipped {
-            self.metrics.skipped.with_label_values(&[&raw.event, "bad_record"]).inc();
+            self.metrics
+                .skipped
+                .with_label_values(&[&raw.event, "bad_record"])
+                .inc();
             log::warn!(target: "hub", "skipped {} record #{index}: {e}", raw.event);
         }
         for rec in normalized.records {
@@ -334,10 +357,22 @@ impl Hub {
         }
         self.seq += 1;
         let kind = rec.kind;
-        let bytes = frame::record_frame(&self.settings.epoch, self.seq, kind.frame_type(), kind.event_name(), at, reconciled, &rec.data);
+        let bytes = frame::record_frame(
+            &self.settings.epoch,
+            self.seq,
+            kind.frame_type(),
+            kind.event_name(),
+            at,
+            reconciled,
+            &rec.data,
+        );
         self.history.push(self.seq, bytes.clone());
         self.status.record_event(self.seq, at);
-        self.metrics.events_in.with_label_values(&[kind.frame_type()]).inc();
+        self.record_sizes();
+        self.metrics
+            .events_in
+            .with_label_values(&[kind.frame_type()])
+            .inc();
         if let Some(updated_at) = rec.updated_at {
             let lag_ms = Utc::now().timestamp_millis() - updated_at;
             if (0..86_400_000).contains(&lag_ms) {
@@ -361,7 +396,10 @@ impl Hub {
             if let Some(client) = self.remove(id) {
                 if !client.tx.is_closed() {
                     log::info!(target: "hub", "client {id} evicted: slow consumer");
-                    self.metrics.evictions.with_label_values(&["slow_consumer"]).inc();
+                    self.metrics
+                        .evictions
+                        .with_label_values(&["slow_consumer"])
+                        .inc();
                     let _ = client.close.send(SLOW_CONSUMER);
                 }
             }
@@ -375,7 +413,11 @@ impl Hub {
 
     fn on_report(&mut self, report: Report) {
         match report {
-            Report::State { state, detail, reconnects } => {
+            Report::State {
+                state,
+                detail,
+                reconnects,
+            } => {
                 self.status.set_upstream(state, &detail, reconnects);
                 let before = self.upstream_state;
                 self.upstream_state = state;
@@ -386,7 +428,10 @@ impl Hub {
                 match state {
                     UpstreamState::Joined if self.was_lost => {
                         self.was_lost = false;
-                        self.broadcast_system("upstream re-joined", json!({"coindcx_connected": true, "upstream_state": "joined"}));
+                        self.broadcast_system(
+                            "upstream re-joined",
+                            json!({"coindcx_connected": true, "upstream_state": "joined"}),
+                        );
                     }
                     UpstreamState::Reconnecting if before == UpstreamState::Joined => {
                         self.was_lost = true;
@@ -422,13 +467,21 @@ impl Hub {
         ] {
             let n = normalize_records(kind, items);
             for (i, e) in n.skipped {
-                self.metrics.skipped.with_label_values(&["rest", "bad_record"]).inc();
+                self.metrics
+                    .skipped
+                    .with_label_values(&["rest", "bad_record"])
+                    .inc();
                 log::warn!(target: "hub", "skipped REST {} #{i}: {e}", kind.frame_type());
             }
             candidates.extend(n.records);
         }
         let finished = normalize_records(Kind::Order, view.recent_terminal_orders);
-        candidates.extend(finished.records.into_iter().filter(|r| self.state.order_is_open(&r.key)));
+        candidates.extend(
+            finished
+                .records
+                .into_iter()
+                .filter(|r| self.state.order_is_open(&r.key)),
+        );
         for rec in candidates {
             if self.state.rest_is_news(&rec, fetched_at) {
                 self.publish(rec, now, true);
@@ -437,6 +490,16 @@ impl Hub {
         let changes = self.seq - before;
         self.metrics.reconcile_changes.inc_by(changes);
         log::info!(target: "hub", "reconcile: {changes} record(s) differed from the stream");
+    }
+
+    fn record_sizes(&self) {
+        let (orders, terminal, positions, balances) = self.state.counts();
+        let held = &self.status.held;
+        held.history.store(self.history.len(), Ordering::Relaxed);
+        held.orders.store(orders, Ordering::Relaxed);
+        held.terminal_orders.store(terminal, Ordering::Relaxed);
+        held.positions.store(positions, Ordering::Relaxed);
+        held.balances.store(balances, Ordering::Relaxed);
     }
 
     fn check_gap(&mut self) {

@@ -60,12 +60,16 @@ impl AccountState {
     }
 
     fn judge(&self, rec: &Record) -> Apply {
-        let Some(old) = self.table(rec.kind).get(&rec.key) else { return Apply::Changed };
+        let Some(old) = self.table(rec.kind).get(&rec.key) else {
+            return Apply::Changed;
+        };
         match rec.kind {
             Kind::Order => {
                 if old.status == rec.status && old.updated_at == rec.updated_at {
                     Apply::Duplicate
-                } else if old.status.is_some_and(OrderStatus::is_terminal) || older(rec.updated_at, old.updated_at) {
+                } else if old.status.is_some_and(OrderStatus::is_terminal)
+                    || older(rec.updated_at, old.updated_at)
+                {
                     Apply::Stale
                 } else {
                     Apply::Changed
@@ -118,13 +122,19 @@ impl AccountState {
             Some(old) if old.changed_at > fetched_at => false,
             Some(old) => match rec.kind {
                 Kind::Order => {
-                    !old.status.is_some_and(OrderStatus::is_terminal) && newer(rec.updated_at, old.updated_at)
+                    !old.status.is_some_and(OrderStatus::is_terminal)
+                        && newer(rec.updated_at, old.updated_at)
                 }
                 Kind::Position => newer(rec.updated_at, old.updated_at),
                 // Balances carry no timestamp: compare the amounts by value ("4" equals "4.0").
                 Kind::Balance => ["balance", "locked_balance"].iter().any(|f| {
                     let a = rec.decimal(f).map(|d| d.to_big());
-                    let b = old.data.get(*f).and_then(Value::as_str).and_then(|s| crate::decimal::ExactDecimal::parse(s).ok()).map(|d| d.to_big());
+                    let b = old
+                        .data
+                        .get(*f)
+                        .and_then(Value::as_str)
+                        .and_then(|s| crate::decimal::ExactDecimal::parse(s).ok())
+                        .map(|d| d.to_big());
                     a != b
                 }),
             },
@@ -133,16 +143,24 @@ impl AccountState {
 
     /// True when the order is held and not terminal.
     pub fn order_is_open(&self, id: &str) -> bool {
-        self.orders.get(id).is_some_and(|e| !e.status.is_some_and(OrderStatus::is_terminal))
+        self.orders
+            .get(id)
+            .is_some_and(|e| !e.status.is_some_and(OrderStatus::is_terminal))
     }
 
     /// The snapshot payload: open + recent orders, positions, balances, and the seq it reflects.
     pub fn snapshot(&self, seq: u64) -> Value {
         let mut orders: Vec<&Entry> = self.orders.values().collect();
-        orders.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        orders.sort_by_key(|e| std::cmp::Reverse(e.updated_at));
         let mut positions: Vec<&Entry> = self.positions.values().collect();
         positions.sort_by(|a, b| pair_of(a).cmp(pair_of(b)));
-        let rows = |v: Vec<&Entry>| Value::Array(v.into_iter().map(|e| Value::Object(e.data.clone())).collect());
+        let rows = |v: Vec<&Entry>| {
+            Value::Array(
+                v.into_iter()
+                    .map(|e| Value::Object(e.data.clone()))
+                    .collect(),
+            )
+        };
         serde_json::json!({
             "orders": rows(orders),
             "positions": rows(positions),
@@ -152,7 +170,12 @@ impl AccountState {
     }
 
     pub fn counts(&self) -> (usize, usize, usize, usize) {
-        (self.orders.len(), self.terminal.len(), self.positions.len(), self.balances.len())
+        (
+            self.orders.len(),
+            self.terminal.len(),
+            self.positions.len(),
+            self.balances.len(),
+        )
     }
 
     fn table(&self, kind: Kind) -> TableRef<'_> {
@@ -200,7 +223,11 @@ mod tests {
     use serde_json::json;
 
     fn order(id: &str, status: &str, updated_at: i64) -> Record {
-        Record::from_value(Kind::Order, json!({"id": id, "status": status, "updated_at": updated_at, "price": 1})).unwrap()
+        Record::from_value(
+            Kind::Order,
+            json!({"id": id, "status": status, "updated_at": updated_at, "price": 1}),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -209,7 +236,10 @@ mod tests {
         let now = Utc::now();
         assert_eq!(s.apply(&order("a", "open", 1), now), Apply::Changed);
         assert_eq!(s.apply(&order("a", "open", 1), now), Apply::Duplicate);
-        assert_eq!(s.apply(&order("a", "partially_filled", 2), now), Apply::Changed);
+        assert_eq!(
+            s.apply(&order("a", "partially_filled", 2), now),
+            Apply::Changed
+        );
         assert_eq!(s.apply(&order("a", "open", 1), now), Apply::Stale);
         assert_eq!(s.apply(&order("a", "filled", 3), now), Apply::Changed);
         assert_eq!(s.apply(&order("a", "open", 4), now), Apply::Stale);

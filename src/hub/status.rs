@@ -20,7 +20,18 @@ pub struct Status {
     pub joined: AtomicBool,
     pub events_total: AtomicU64,
     pub seq: AtomicU64,
+    /// Sizes of what the hub holds (bounded by `HUB_HISTORY` and the terminal-order cap).
+    pub held: Held,
     upstream: Mutex<UpstreamInfo>,
+}
+
+#[derive(Default)]
+pub struct Held {
+    pub history: AtomicUsize,
+    pub orders: AtomicUsize,
+    pub terminal_orders: AtomicUsize,
+    pub positions: AtomicUsize,
+    pub balances: AtomicUsize,
 }
 
 struct UpstreamInfo {
@@ -41,6 +52,7 @@ impl Status {
             joined: AtomicBool::new(false),
             events_total: AtomicU64::new(0),
             seq: AtomicU64::new(0),
+            held: Held::default(),
             upstream: Mutex::new(UpstreamInfo {
                 state: UpstreamState::Idle,
                 detail: "no clients".into(),
@@ -64,7 +76,8 @@ impl Status {
         info.state = state;
         info.detail = detail.to_string();
         info.reconnects = reconnects;
-        self.joined.store(state == UpstreamState::Joined, Ordering::SeqCst);
+        self.joined
+            .store(state == UpstreamState::Joined, Ordering::SeqCst);
     }
 
     pub fn upstream_state(&self) -> UpstreamState {
@@ -94,6 +107,13 @@ impl Status {
             "events_total": self.events_total.load(Ordering::Relaxed),
             "seq": self.seq.load(Ordering::SeqCst),
             "epoch": self.epoch,
+            "held": {
+                "history": self.held.history.load(Ordering::Relaxed),
+                "orders": self.held.orders.load(Ordering::Relaxed),
+                "terminal_orders": self.held.terminal_orders.load(Ordering::Relaxed),
+                "positions": self.held.positions.load(Ordering::Relaxed),
+                "balances": self.held.balances.load(Ordering::Relaxed),
+            },
             "uptime_s": self.started.elapsed().as_secs(),
         })
     }

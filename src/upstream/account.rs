@@ -19,8 +19,15 @@ impl AccountSource for RestAccount {
             let open_orders = rest.open_orders().await.map_err(fail)?;
             let positions = rest.positions().await.map_err(fail)?;
             let balances = rest.wallets().await.map_err(fail)?;
-            let mut recent_terminal_orders = rest.list_orders(TERMINAL, "buy", 1, 50).await.map_err(fail)?;
-            recent_terminal_orders.extend(rest.list_orders(TERMINAL, "sell", 1, 50).await.map_err(fail)?);
+            let mut recent_terminal_orders = rest
+                .list_orders(TERMINAL, "buy", 1, 50)
+                .await
+                .map_err(fail)?;
+            recent_terminal_orders.extend(
+                rest.list_orders(TERMINAL, "sell", 1, 50)
+                    .await
+                    .map_err(fail)?,
+            );
             Ok(AccountView {
                 open_orders,
                 recent_terminal_orders,

@@ -47,15 +47,20 @@ impl Transport for SocketIoTransport {
             "apiKey": self.api_key,
         });
         let thread_sink = sink.clone();
-        let spawned = std::thread::Builder::new().name("upstream-conn".into()).spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => return thread_sink.signal(Signal::Closed(format!("runtime: {e}"))),
-            };
-            runtime.block_on(run(url, join, thread_sink, stop_rx));
-            // Dropping the runtime here aborts the reader task and closes the socket.
-            runtime.shutdown_timeout(Duration::from_millis(100));
-        });
+        let spawned = std::thread::Builder::new()
+            .name("upstream-conn".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => return thread_sink.signal(Signal::Closed(format!("runtime: {e}"))),
+                };
+                runtime.block_on(run(url, join, thread_sink, stop_rx));
+                // Dropping the runtime here aborts the reader task and closes the socket.
+                runtime.shutdown_timeout(Duration::from_millis(100));
+            });
         match spawned {
             Ok(thread) => Box::new(SocketIoConnection {
                 stop: Some(stop_tx),
@@ -63,7 +68,10 @@ impl Transport for SocketIoTransport {
             }),
             Err(e) => {
                 sink.signal(Signal::Closed(format!("thread: {e}")));
-                Box::new(SocketIoConnection { stop: None, thread: None })
+                Box::new(SocketIoConnection {
+                    stop: None,
+                    thread: None,
+                })
             }
         }
     }
@@ -125,7 +133,9 @@ async fn run(url: String, join: Value, sink: ConnSink, mut stop: oneshot::Receiv
             let text = payload_text(&payload);
             // A refused namespace connect leaves the transport open but the stream useless.
             if text.contains("ConnectError") {
-                sink.signal(Signal::Closed("server refused the Socket.IO connect".into()));
+                sink.signal(Signal::Closed(
+                    "server refused the Socket.IO connect".into(),
+                ));
             } else {
                 log::debug!(target: "upstream", "socket.io error: {text}");
             }
@@ -187,7 +197,11 @@ fn first_arg(payload: Payload) -> Value {
 #[allow(deprecated)]
 fn payload_text(payload: &Payload) -> String {
     match payload {
-        Payload::Text(args) => args.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(","),
+        Payload::Text(args) => args
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
         Payload::String(s) => s.clone(),
         Payload::Binary(b) => format!("<{} binary bytes>", b.len()),
     }

@@ -65,6 +65,9 @@ pub trait AccountSource: Send + Sync + 'static {
     fn fetch(&self) -> BoxFuture<'static, Result<AccountView, FetchError>>;
 }
 
+/// A REST fetch in flight: the view and when the fetch started.
+type Fetch = tokio::task::JoinHandle<Result<(AccountView, DateTime<Utc>), FetchError>>;
+
 /// What the supervisor tells the hub.
 #[derive(Debug)]
 pub enum Report {
@@ -100,7 +103,11 @@ pub struct Wiring {
 }
 
 /// Spawns the supervisor task on the current runtime.
-pub fn spawn(transport: Arc<dyn Transport>, account: Option<Arc<dyn AccountSource>>, wiring: Wiring) -> Supervisor {
+pub fn spawn(
+    transport: Arc<dyn Transport>,
+    account: Option<Arc<dyn AccountSource>>,
+    wiring: Wiring,
+) -> Supervisor {
     let (tx, rx) = mpsc::unbounded_channel();
     let (sig_tx, sig_rx) = mpsc::unbounded_channel();
     let task = Task {
@@ -143,7 +150,7 @@ struct Task {
     quick_drops: u32,
     retry_at: Option<Instant>,
     reconnects: u64,
-    reconcile: Option<tokio::task::JoinHandle<Result<(AccountView, DateTime<Utc>), FetchError>>>,
+    reconcile: Option<Fetch>,
 }
 
 impl Task {
@@ -233,7 +240,11 @@ impl Task {
         self.conn = Some(self.transport.open(sink));
         // While auth has failed the state stays `auth_failed` until a join proves otherwise.
         if self.state != UpstreamState::AuthFailed {
-            let state = if self.attempt == 0 { UpstreamState::Connecting } else { UpstreamState::Reconnecting };
+            let state = if self.attempt == 0 {
+                UpstreamState::Connecting
+            } else {
+                UpstreamState::Reconnecting
+            };
             self.set_state(state, "connecting").await;
         }
     }
@@ -253,9 +264,17 @@ impl Task {
                 self.close_conn().await;
                 self.quick_drops = if quick { self.quick_drops + 1 } else { 0 };
                 // After an auth failure one more quick drop is enough: retry once per 5 minutes.
-                let threshold = if self.state == UpstreamState::AuthFailed { 1 } else { QUICK_DROPS_FOR_AUTH_FAILURE };
+                let threshold = if self.state == UpstreamState::AuthFailed {
+                    1
+                } else {
+                    QUICK_DROPS_FOR_AUTH_FAILURE
+                };
                 if self.quick_drops >= threshold {
-                    self.auth_failed(&format!("server disconnected right after join {} times in a row", self.quick_drops)).await;
+                    self.auth_failed(&format!(
+                        "server disconnected right after join {} times in a row",
+                        self.quick_drops
+                    ))
+                    .await;
                     return;
                 }
                 self.attempt += 1;
@@ -279,7 +298,9 @@ impl Task {
     }
 
     fn start_reconcile(&mut self) {
-        let Some(account) = self.account.clone() else { return };
+        let Some(account) = self.account.clone() else {
+            return;
+        };
         if let Some(r) = self.reconcile.take() {
             r.abort();
         }
@@ -289,18 +310,38 @@ impl Task {
         }));
     }
 
-    async fn on_reconciled(&mut self, done: Result<Result<(AccountView, DateTime<Utc>), FetchError>, tokio::task::JoinError>) {
+    async fn on_reconciled(
+        &mut self,
+        done: Result<Result<(AccountView, DateTime<Utc>), FetchError>, tokio::task::JoinError>,
+    ) {
         match done {
             Ok(Ok((view, started_at))) => {
-                self.wiring.metrics.reconcile_runs.with_label_values(&["ok"]).inc();
-                let _ = self.wiring.reports.send(Report::Reconciled { view, started_at }).await;
+                self.wiring
+                    .metrics
+                    .reconcile_runs
+                    .with_label_values(&["ok"])
+                    .inc();
+                let _ = self
+                    .wiring
+                    .reports
+                    .send(Report::Reconciled { view, started_at })
+                    .await;
             }
             Ok(Err(e)) if e.auth => {
-                self.wiring.metrics.reconcile_runs.with_label_values(&["auth_failed"]).inc();
-                self.auth_failed(&format!("REST answered 401: {}", e.message)).await;
+                self.wiring
+                    .metrics
+                    .reconcile_runs
+                    .with_label_values(&["auth_failed"])
+                    .inc();
+                self.auth_failed(&format!("REST answered 401: {}", e.message))
+                    .await;
             }
             Ok(Err(e)) => {
-                self.wiring.metrics.reconcile_runs.with_label_values(&["error"]).inc();
+                self.wiring
+                    .metrics
+                    .reconcile_runs
+                    .with_label_values(&["error"])
+                    .inc();
                 log::warn!(target: "upstream", "reconcile failed: {}", e.message);
             }
             Err(_) => {} // aborted by a stop or a newer reconcile
@@ -333,7 +374,9 @@ impl Task {
 
 /// Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^attempt)], at least 50 ms.
 pub fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_BASE.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(BACKOFF_CAP);
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(BACKOFF_CAP);
     let ms = rand::thread_rng().gen_range(50..=ceiling.as_millis().max(50) as u64);
     Duration::from_millis(ms)
 }
@@ -345,7 +388,9 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-async fn join_opt<T>(handle: &mut Option<tokio::task::JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+async fn join_opt<T>(
+    handle: &mut Option<tokio::task::JoinHandle<T>>,
+) -> Result<T, tokio::task::JoinError> {
     match handle {
         Some(h) => h.await,
         None => std::future::pending().await,
