@@ -47,7 +47,7 @@ impl ExactDecimal {
         let value = BigDecimal::from_str(t).map_err(|_| bad())?;
         match exponent_of(t) {
             None => Ok(Self(t.to_string())),
-            Some(exp) if exp.abs() <= MAX_EXPANDED_EXPONENT => Ok(Self(value.to_plain_string())),
+            Some(exp) if exp.abs() <= MAX_EXPANDED_EXPONENT => Ok(Self(plain_digits(&value))),
             Some(_) => Ok(Self(t.to_string())),
         }
     }
@@ -77,6 +77,16 @@ impl ExactDecimal {
     /// True when both denote the same number, whatever the notation.
     pub fn same_value(&self, other: &Self) -> bool {
         self.0 == other.0 || self.to_big() == other.to_big()
+    }
+}
+
+/// Plain digits. A negative scale is brought to 0 first: bigdecimal writes zero at negative
+/// scale with extra zeros (`0.0e+2` would become `"00"`).
+fn plain_digits(value: &BigDecimal) -> String {
+    if value.fractional_digit_count() < 0 {
+        value.with_scale(0).to_plain_string()
+    } else {
+        value.to_plain_string()
     }
 }
 

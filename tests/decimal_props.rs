@@ -137,3 +137,20 @@ fn exercise(s: &str) {
         }
     }
 }
+
+/// Found by `exponent_form_becomes_plain_digits_of_equal_value`: zero at a negative scale was
+/// written by bigdecimal as `"00"`.
+#[test]
+fn zero_with_positive_exponent_is_plain_zero() {
+    for (text, want) in [
+        ("0.0e+2", "0"),
+        ("0e5", "0"),
+        ("-0.00E3", "0"),
+        ("0.000e2", "0.0"),
+        ("1.5e3", "1500"),
+        ("-2.50e1", "-25.0"),
+    ] {
+        assert_eq!(ExactDecimal::parse(text).unwrap().as_str(), want, "{text}");
+        assert_eq!(normalized_price(text), Value::String(want.into()), "{text}");
+    }
+}
