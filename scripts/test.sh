@@ -29,5 +29,7 @@ if [ -f tests/browser/package.json ]; then
   fi
   cargo build --release --quiet
   (cd tests/browser && npm ci --no-audit --no-fund --silent)
-  HUB_BIN="$PWD/target/release/coindcx-hub" node --test tests/browser/
+  # HUB_BIN: real-hub.test.mjs spawns this binary (built-in simulator, free ports) and runs
+  # the page against it; page.test.mjs keeps the mock-only cases. One file at a time.
+  HUB_BIN="$PWD/target/release/coindcx-hub" node --test --test-concurrency=1 tests/browser/
 fi
