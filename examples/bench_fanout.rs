@@ -5,8 +5,10 @@
 //! their send time in an extra field (`bench_sent_ns`, passed through untouched like any unknown
 //! exchange field), and measures at each WebSocket client: count, order, latency.
 //!
-//! `cargo run --release --example bench_fanout -- [clients] [records] [records_per_event]`
-//! (defaults 100, 50000, 10). Prints throughput, latency percentiles, evictions and RSS.
+//! `cargo run --release --example bench_fanout -- [clients] [records] [records_per_event] [rate]`
+//! (defaults 100, 20000, 10, 2000 records/s; rate 0 = inject as fast as possible, a saturation
+//! test where clients beyond `HUB_CLIENT_QUEUE` behind are evicted by design). Prints
+//! throughput, latency percentiles, evictions and RSS.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -48,8 +50,9 @@ async fn main() {
         .filter_map(|a| a.parse().ok())
         .collect();
     let clients = *args.first().unwrap_or(&100) as usize;
-    let records = *args.get(1).unwrap_or(&50_000);
+    let records = *args.get(1).unwrap_or(&20_000);
     let per_event = (*args.get(2).unwrap_or(&10)).max(1);
+    let rate = *args.get(3).unwrap_or(&2_000);
     let env: HashMap<&str, String> = HashMap::from([
         ("HUB_BIND", "127.0.0.1:0".to_string()),
         ("HUB_SIM_BIND", "127.0.0.1:0".to_string()),
@@ -110,12 +113,20 @@ async fn main() {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
     let sim = hub.simulator.as_ref().expect("simulator");
+    // The join has no acknowledgement: wait until the simulator has processed it.
+    while sim.joined_sockets() == 0 && t0.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // let the first reconcile pass
     let start = Instant::now();
     let mut n = 0u64;
+    let mut pace = (rate > 0)
+        .then(|| tokio::time::interval(Duration::from_secs_f64(per_event as f64 / rate as f64)));
     while n < records {
+        if let Some(p) = pace.as_mut() {
+            p.tick().await;
+        }
         let batch: Vec<Value> = (0..per_event.min(records - n))
             .map(|k| {
                 let i = n + k;
@@ -152,7 +163,12 @@ async fn main() {
         .lines()
         .find(|l| l.starts_with("hub_client_closes_total{reason=\"slow_consumer\"}"))
         .unwrap_or("slow consumer evictions: 0");
-    println!("bench_fanout: {clients} clients, {records} records ({per_event} per exchange event)");
+    let rate_text = if rate > 0 {
+        format!("{rate} records/s")
+    } else {
+        "unpaced".into()
+    };
+    println!("bench_fanout: {clients} clients, {records} records ({per_event} per exchange event, {rate_text})");
     println!(
         "  injected in {:.2} s; all delivered in {:.2} s",
         emit_done.as_secs_f64(),

@@ -33,8 +33,14 @@ async fn start_sim_hub(extra: &[(&str, &str)]) -> RunningHub {
     coindcx_hub::start(config).await.expect("hub starts")
 }
 
-/// Waits until the first join's reconcile has run; returns the seq it left.
+/// Waits until the simulator has the hub's join and the first reconcile has run; returns the
+/// seq it left. (CoinDCX never acknowledges a join, so the simulator's count is the only proof.)
 async fn settled_seq(hub: &RunningHub) -> u64 {
+    let sim = hub.simulator.as_ref().unwrap();
+    assert!(
+        wait_until(|| sim.joined_sockets() == 1, T).await,
+        "simulator never saw the join"
+    );
     let metrics = hub.hub.metrics.clone();
     assert!(
         wait_until(
