@@ -506,3 +506,55 @@ async fn reconcile_after_upstream_gap_matches_rest() {
     }
     hub.shutdown().await;
 }
+
+/// CoinDCX repeats frames: the same (id, status, updated_at) is delivered once, and an order
+/// never leaves a terminal status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_exchange_frames_are_delivered_once() {
+    let hub = start_sim_hub(&[]).await;
+    let (mut client, _) = Client::connect_greeted(hub.addr).await;
+    let seq0 = settled_seq(&hub).await;
+    let sim = hub.simulator.as_ref().unwrap();
+    let batch = common::fixture("order-update-batch.json");
+    let cancelled = common::fixture("order-update-cancelled.json");
+    sim.emit_raw("df-order-update", batch.clone());
+    sim.emit_raw("df-order-update", batch.clone()); // exact repeat: 3 duplicates
+    sim.emit_raw("df-order-update", cancelled.clone()); // the BTC order ends
+    sim.emit_raw("df-order-update", cancelled); // repeat: 1 duplicate
+    sim.emit_raw("df-order-update", batch); // BTC back to "open" after cancelled: stale; others repeats
+    let template = fixture_records("order-update-batch.json")[0].clone();
+    let marker = order(&template, "marker", "open", 1);
+    sim.emit_raw("df-order-update", event_arg("df-order-update", &[marker]));
+
+    let mut got = Vec::new();
+    loop {
+        let f = client.next_of_type("order", T).await;
+        got.push((
+            f["seq"].as_u64().unwrap() - seq0,
+            f["data"]["id"].as_str().unwrap().to_string(),
+            f["data"]["status"].as_str().unwrap().to_string(),
+        ));
+        if f["data"]["id"] == "marker" {
+            break;
+        }
+    }
+    let ids: Vec<(u64, &str, &str)> = got
+        .iter()
+        .map(|(s, i, st)| (*s, &i[..4], st.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (1, "3f6c", "initial"),
+            (2, "9b2e", "open"),
+            (3, "e7d0", "partially_filled"),
+            (4, "9b2e", "cancelled"),
+            (5, "mark", "open")
+        ]
+    );
+    assert_eq!(
+        metric(&hub.hub.metrics.render(), "hub_duplicates_dropped_total"),
+        Some(7.0)
+    );
+    hub.shutdown().await;
+}

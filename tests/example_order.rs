@@ -1,0 +1,136 @@
+//! The newcomer's path, end to end: `coindcx-hub` with no credentials (built-in simulator),
+//! then `examples/place_test_order`: a WebSocket client on `/ws` sees that order's events
+//! (initial, open, then cancelled) with the id the example printed.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Client, Incoming};
+
+const HUB: &str = env!("CARGO_BIN_EXE_coindcx-hub");
+const T: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the hub even when an assertion fails.
+struct Hub(Child);
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `cargo test` builds examples next to the binaries: target/<profile>/examples/.
+fn example_path() -> std::path::PathBuf {
+    let bin = std::path::Path::new(HUB);
+    let path = bin
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("place_test_order");
+    assert!(
+        path.exists(),
+        "{} missing: run the tests with `cargo test` (it builds examples)",
+        path.display()
+    );
+    path
+}
+
+/// Environment of a newcomer's shell: no credentials, no inherited hub settings; run from an
+/// empty directory so no `.env` is read.
+fn clean<'a>(cmd: &'a mut Command, dir: &std::path::Path) -> &'a mut Command {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HUB_") || k.starts_with("COINDCX_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(dir).env("RUST_LOG", "warn")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_order_appears_on_the_stream_and_is_cancelled() {
+    let dir = std::env::temp_dir().join(format!("coindcx-hub-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (hub_port, sim_port) = (free_port(), free_port());
+    let hub = Hub(clean(&mut Command::new(HUB), &dir)
+        .env("HUB_BIND", format!("127.0.0.1:{hub_port}"))
+        .env("HUB_SIM_BIND", format!("127.0.0.1:{sim_port}"))
+        .env("HUB_SIM_RATE", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("hub starts"));
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{hub_port}").parse().unwrap();
+    assert!(
+        common::wait_until(|| std::net::TcpStream::connect(addr).is_ok(), T).await,
+        "hub did not listen"
+    );
+
+    let mut client = Client::connect(addr, "").await;
+    let system = client.next_json(T).await;
+    assert_eq!(system["data"]["upstream"], "simulator");
+    assert_eq!(client.next_json(T).await["type"], "snapshot");
+    // The simulator must have the hub's join before the order, or the stream would miss it
+    // (and only the reconcile would bring it): wait for the upstream to be joined.
+    let deadline = tokio::time::Instant::now() + T;
+    while common::status(addr).await["upstream"]["state"] != "joined" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "upstream never joined"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let output = tokio::task::spawn_blocking(move || {
+        clean(&mut Command::new(example_path()), &dir)
+            .env("COINDCX_API_URL", format!("http://127.0.0.1:{sim_port}"))
+            .args(["--wait-secs", "1"])
+            .output()
+            .expect("example runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "example failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Order id: "))
+        .unwrap_or_else(|| panic!("no order id printed:\n{stdout}"))
+        .trim()
+        .to_string();
+    assert!(stdout.contains(&format!("Cancelled {id}")), "{stdout}");
+
+    let mut statuses = Vec::new();
+    let mut last_seq = 0;
+    while statuses.last().map(String::as_str) != Some("cancelled") {
+        match client.next(T).await {
+            Some(Incoming::Json(frame, _)) => {
+                if frame["type"] == "order" && frame["data"]["id"] == id.as_str() {
+                    let seq = frame["seq"].as_u64().unwrap();
+                    assert!(seq > last_seq);
+                    last_seq = seq;
+                    assert_eq!(frame["data"]["pair"], "B-ETH_USDT");
+                    assert_eq!(frame["data"]["total_quantity"], "0.001");
+                    statuses.push(frame["data"]["status"].as_str().unwrap().to_string());
+                }
+            }
+            other => panic!("stream ended before the cancel: {other:?}; saw {statuses:?}"),
+        }
+    }
+    assert_eq!(statuses, ["initial", "open", "cancelled"]);
+    drop(hub);
+}
