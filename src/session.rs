@@ -27,6 +27,7 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
 /// After this much silence towards the client, send `{"type":"ping"}` like the original bridge.
 const APP_PING_AFTER: Duration = Duration::from_secs(30);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+const SLOW_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 const POLICY: fn(&'static str) -> CloseReason = |reason| CloseReason { code: 1008, reason };
 
@@ -67,7 +68,9 @@ pub async fn run(
                 .with_label_values(&[metric_reason(reason)])
                 .inc();
         }
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(Some(ws_reason(reason)))).await;
+        // An evicted client is behind by a full queue: give it longer to read up to the close.
+        let wait = if reason == crate::hub::SLOW_CONSUMER { SLOW_CLOSE_TIMEOUT } else { CLOSE_TIMEOUT };
+        let _ = tokio::time::timeout(wait, session.close(Some(ws_reason(reason)))).await;
     }
     release();
 }
@@ -108,8 +111,11 @@ async fn serve(
                 return match reason {
                     Ok(reason) if reason.code == 1001 => {
                         // Shutting down: deliver what is queued (the notice), then close.
+                        let deadline = Instant::now() + CLOSE_TIMEOUT;
                         while let Ok(frame) = frames.try_recv() {
-                            let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.text(frame)).await;
+                            if tokio::time::timeout_at(deadline, session.text(frame)).await.is_err() {
+                                break;
+                            }
                         }
                         Exit::Close(reason)
                     }

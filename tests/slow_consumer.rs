@@ -135,7 +135,7 @@ async fn slow_client_is_evicted_and_fast_clients_get_everything() {
         (RECORDS * FAST_CLIENTS) as f64 / elapsed.as_secs_f64()
     );
 
-    // The slow one finally reads: what was buffered, then 1008 "slow consumer" (or the end).
+    // The slow one finally reads: what was buffered, then 1008 "slow consumer".
     let mut orders = 0usize;
     let mut last_seq = 0u64;
     let end = loop {
@@ -158,9 +158,9 @@ async fn slow_client_is_evicted_and_fast_clients_get_everything() {
     };
     eprintln!("slow client read {orders} order frames before {end:?}");
     assert!(orders < RECORDS, "the slow client was not evicted");
-    if let Some(close) = end {
-        assert_eq!(close, Some((1008, "slow consumer".to_string())));
-    }
+    // The hub keeps trying to deliver the close for 30 s, so a client that reads again in
+    // time sees why it was dropped.
+    assert_eq!(end, Some(Some((1008, "slow consumer".to_string()))));
 
     let metrics = hub.hub.metrics.render();
     assert_eq!(
