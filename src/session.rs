@@ -69,7 +69,11 @@ pub async fn run(
                 .inc();
         }
         // An evicted client is behind by a full queue: give it longer to read up to the close.
-        let wait = if reason == crate::hub::SLOW_CONSUMER { SLOW_CLOSE_TIMEOUT } else { CLOSE_TIMEOUT };
+        let wait = if reason == crate::hub::SLOW_CONSUMER {
+            SLOW_CLOSE_TIMEOUT
+        } else {
+            CLOSE_TIMEOUT
+        };
         let _ = tokio::time::timeout(wait, session.close(Some(ws_reason(reason)))).await;
     }
     release();

@@ -10,6 +10,7 @@
 
 pub mod frame;
 pub mod history;
+mod reports;
 pub mod state;
 pub mod status;
 
@@ -24,9 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
-use crate::normalize::{normalize, normalize_records, PayloadError};
-use crate::record::{Kind, Record};
-use crate::upstream::supervisor::{AccountView, Command as UpCommand, Report, Supervisor};
+use crate::normalize::{normalize, PayloadError};
+use crate::record::Record;
+use crate::upstream::supervisor::{Command as UpCommand, Report, Supervisor};
 use crate::upstream::{RawEvent, UpstreamState};
 use frame::Frame;
 use history::History;
@@ -409,87 +410,6 @@ impl Hub {
     fn broadcast_system(&mut self, message: &str, extra: Value) {
         let bytes = frame::system_frame(&self.settings.epoch, message, extra);
         self.fan_out(&bytes);
-    }
-
-    fn on_report(&mut self, report: Report) {
-        match report {
-            Report::State {
-                state,
-                detail,
-                reconnects,
-            } => {
-                self.status.set_upstream(state, &detail, reconnects);
-                let before = self.upstream_state;
-                self.upstream_state = state;
-                if before == state {
-                    return;
-                }
-                log::info!(target: "hub", "upstream {} ({detail})", state.as_str());
-                match state {
-                    UpstreamState::Joined if self.was_lost => {
-                        self.was_lost = false;
-                        self.broadcast_system(
-                            "upstream re-joined",
-                            json!({"coindcx_connected": true, "upstream_state": "joined"}),
-                        );
-                    }
-                    UpstreamState::Reconnecting if before == UpstreamState::Joined => {
-                        self.was_lost = true;
-                        self.broadcast_system(
-                            "upstream disconnected; events may be delayed until it re-joins and reconciles",
-                            json!({"coindcx_connected": false, "upstream_state": "reconnecting", "reason": detail}),
-                        );
-                    }
-                    UpstreamState::AuthFailed => {
-                        self.was_lost = true;
-                        self.broadcast_system(
-                            "upstream authentication failed: check COINDCX_API_KEY / COINDCX_API_SECRET",
-                            json!({"coindcx_connected": false, "upstream_state": "auth_failed", "reason": detail}),
-                        );
-                    }
-                    UpstreamState::Idle => self.was_lost = false,
-                    _ => {}
-                }
-            }
-            Report::Reconciled { view, started_at } => self.reconcile(view, started_at),
-        }
-    }
-
-    /// Merges the exchange's REST view; every record that differs goes out marked reconciled.
-    fn reconcile(&mut self, view: AccountView, fetched_at: DateTime<Utc>) {
-        let now = Utc::now();
-        let before = self.seq;
-        let mut candidates: Vec<Record> = Vec::new();
-        for (kind, items) in [
-            (Kind::Order, view.open_orders),
-            (Kind::Position, view.positions),
-            (Kind::Balance, view.balances),
-        ] {
-            let n = normalize_records(kind, items);
-            for (i, e) in n.skipped {
-                self.metrics
-                    .skipped
-                    .with_label_values(&["rest", "bad_record"])
-                    .inc();
-                log::warn!(target: "hub", "skipped REST {} #{i}: {e}", kind.frame_type());
-            }
-            candidates.extend(n.records);
-        }
-        let finished = normalize_records(Kind::Order, view.recent_terminal_orders);
-        candidates.extend(
-            finished
-                .records
-                .into_iter()
-                .filter(|r| self.state.order_is_open(&r.key)),
-        );
-        for rec in candidates {
-            if self.state.rest_is_news(&rec, fetched_at) {
-                self.publish(rec, now, true);
-            }
-        }
-        let changes = self.seq - before;
-        self.metrics.reconcile_changes.inc_by(changes);
-        log::info!(target: "hub", "reconcile: {changes} record(s) differed from the stream");
     }
 
     fn record_sizes(&self) {

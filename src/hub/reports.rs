@@ -1,0 +1,95 @@
+//! What the upstream supervisor reports, as the hub handles it: state changes (told to every
+//! client as `system` frames) and REST reconcile results (every record that differs from the
+//! stream's view goes out marked `"reconciled": true`).
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::Hub;
+use crate::normalize::normalize_records;
+use crate::record::{Kind, Record};
+use crate::upstream::supervisor::{AccountView, Report};
+use crate::upstream::UpstreamState;
+
+impl Hub {
+    pub(super) fn on_report(&mut self, report: Report) {
+        match report {
+            Report::State {
+                state,
+                detail,
+                reconnects,
+            } => {
+                self.status.set_upstream(state, &detail, reconnects);
+                let before = self.upstream_state;
+                self.upstream_state = state;
+                if before == state {
+                    return;
+                }
+                log::info!(target: "hub", "upstream {} ({detail})", state.as_str());
+                match state {
+                    UpstreamState::Joined if self.was_lost => {
+                        self.was_lost = false;
+                        self.broadcast_system(
+                            "upstream re-joined",
+                            json!({"coindcx_connected": true, "upstream_state": "joined"}),
+                        );
+                    }
+                    UpstreamState::Reconnecting if before == UpstreamState::Joined => {
+                        self.was_lost = true;
+                        self.broadcast_system(
+                            "upstream disconnected; events may be delayed until it re-joins and reconciles",
+                            json!({"coindcx_connected": false, "upstream_state": "reconnecting", "reason": detail}),
+                        );
+                    }
+                    UpstreamState::AuthFailed => {
+                        self.was_lost = true;
+                        self.broadcast_system(
+                            "upstream authentication failed: check COINDCX_API_KEY / COINDCX_API_SECRET",
+                            json!({"coindcx_connected": false, "upstream_state": "auth_failed", "reason": detail}),
+                        );
+                    }
+                    UpstreamState::Idle => self.was_lost = false,
+                    _ => {}
+                }
+            }
+            Report::Reconciled { view, started_at } => self.reconcile(view, started_at),
+        }
+    }
+
+    /// Merges the exchange's REST view; every record that differs goes out marked reconciled.
+    fn reconcile(&mut self, view: AccountView, fetched_at: DateTime<Utc>) {
+        let now = Utc::now();
+        let before = self.seq;
+        let mut candidates: Vec<Record> = Vec::new();
+        for (kind, items) in [
+            (Kind::Order, view.open_orders),
+            (Kind::Position, view.positions),
+            (Kind::Balance, view.balances),
+        ] {
+            let n = normalize_records(kind, items);
+            for (i, e) in n.skipped {
+                self.metrics
+                    .skipped
+                    .with_label_values(&["rest", "bad_record"])
+                    .inc();
+                log::warn!(target: "hub", "skipped REST {} #{i}: {e}", kind.frame_type());
+            }
+            candidates.extend(n.records);
+        }
+        let finished = normalize_records(Kind::Order, view.recent_terminal_orders);
+        candidates.extend(
+            finished
+                .records
+                .into_iter()
+                .filter(|r| self.state.order_is_open(&r.key)),
+        );
+        for rec in candidates {
+            if self.state.rest_is_news(&rec, fetched_at) {
+                self.publish(rec, now, true);
+            }
+        }
+        let changes = self.seq - before;
+        self.metrics.reconcile_changes.inc_by(changes);
+        log::info!(target: "hub", "reconcile: {changes} record(s) differed from the stream");
+    }
+}
