@@ -7,7 +7,8 @@
 //!
 //! Reads the environment and `.env`: `COINDCX_API_KEY`, `COINDCX_API_SECRET`,
 //! `COINDCX_API_URL`. Without credentials it talks to the hub's built-in simulator with the
-//! demo key (`COINDCX_API_URL`, default `http://127.0.0.1:8010`). Flags (or env):
+//! demo key at `http://$HUB_SIM_BIND` (default `http://127.0.0.1:8010`; a `COINDCX_API_URL` that
+//! is not the real exchange's overrides it). Flags (or env):
 //! `--pair` (`TEST_ORDER_PAIR`, default `B-ETH_USDT`), `--side` (`TEST_ORDER_SIDE`, `buy`),
 //! `--price` (`TEST_ORDER_PRICE`; simulator default `1000.00`, required with real credentials),
 //! `--quantity` (`TEST_ORDER_QUANTITY`, `0.001`), `--wait-secs` (`TEST_ORDER_WAIT_SECS`, `3`),
@@ -98,7 +99,13 @@ async fn run() -> Result<(), String> {
     let (key, secret) = (env("COINDCX_API_KEY"), env("COINDCX_API_SECRET"));
     let (client, simulated) = match (key, secret) {
         (None, None) => {
-            let url = env("COINDCX_API_URL").unwrap_or_else(|| SIM_URL.into());
+            // The hub serves its simulator on HUB_SIM_BIND; a COINDCX_API_URL copied from
+            // .env.example still names the real exchange, which the demo key cannot use.
+            let url = match env("COINDCX_API_URL") {
+                Some(url) if !url.contains("api.coindcx.com") => url,
+                _ => env("HUB_SIM_BIND")
+                    .map_or_else(|| SIM_URL.into(), |bind| format!("http://{bind}")),
+            };
             println!(
                 "No COINDCX_API_KEY/COINDCX_API_SECRET: using the simulator at {url} (demo key)."
             );

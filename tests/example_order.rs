@@ -93,7 +93,9 @@ async fn example_order_appears_on_the_stream_and_is_cancelled() {
 
     let output = tokio::task::spawn_blocking(move || {
         clean(&mut Command::new(example_path()), &dir)
-            .env("COINDCX_API_URL", format!("http://127.0.0.1:{sim_port}"))
+            .env("HUB_SIM_BIND", format!("127.0.0.1:{sim_port}"))
+            // What a newcomer who copied .env.example has: the real REST host, no credentials.
+            .env("COINDCX_API_URL", "https://api.coindcx.com")
             .args(["--wait-secs", "1"])
             .output()
             .expect("example runs")
