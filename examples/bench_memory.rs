@@ -4,7 +4,9 @@
 //! terminal-order cache (500) must stay at their caps while the count grows. The records go
 //! through the built-in simulator's Socket.IO server, the same path as the real exchange.
 //!
-//! `cargo run --release --example bench_memory -- [records]` (default 1000000).
+//! `cargo run --release --example bench_memory -- [records] [open]` (default 1000000). With
+//! `open`, every record is a distinct order left open instead, to see what each open order
+//! held for snapshots costs.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -31,6 +33,7 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    let all_open = std::env::args().nth(2).as_deref() == Some("open");
     let env: HashMap<&str, &str> = HashMap::from([
         ("HUB_BIND", "127.0.0.1:0"),
         ("HUB_SIM_BIND", "127.0.0.1:0"),
@@ -67,8 +70,12 @@ async fn main() {
     while sent < total {
         let batch: Vec<Value> = (sent..(sent + 100).min(total))
             .map(|i| {
-                json!({"id": format!("m-{}", i / 2), "pair": "B-ETH_USDT", "side": "buy",
-                       "status": if i % 2 == 0 { "open" } else { "filled" },
+                let (id, status) = match (all_open, i % 2) {
+                    (true, _) => (format!("m-{i}"), "open"),
+                    (false, 0) => (format!("m-{}", i / 2), "open"),
+                    (false, _) => (format!("m-{}", i / 2), "filled"),
+                };
+                json!({"id": id, "pair": "B-ETH_USDT", "side": "buy", "status": status,
                        "price": serde_json::from_str::<Value>("2102.94").unwrap(),
                        "total_quantity": serde_json::from_str::<Value>("0.001").unwrap(),
                        "created_at": 1_700_000_000_000i64 + i as i64, "updated_at": 1_700_000_000_000i64 + i as i64})
