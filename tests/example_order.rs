@@ -30,20 +30,31 @@ impl Drop for Hub {
     }
 }
 
-/// `cargo test` builds examples next to the binaries: target/<profile>/examples/.
-fn example_path() -> std::path::PathBuf {
-    let bin = std::path::Path::new(HUB);
-    let path = bin
+/// Builds the example as a newcomer's `cargo run --example` would (a no-op when it is fresh;
+/// `cargo test` itself only builds examples as test harnesses) and returns its path.
+fn build_example() -> std::path::PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--example",
+            "place_test_order",
+            "--manifest-path",
+            manifest,
+        ])
+        .status()
+        .expect("cargo runs");
+    assert!(
+        status.success(),
+        "cargo build --example place_test_order failed"
+    );
+    std::path::Path::new(HUB)
         .parent()
         .unwrap()
         .join("examples")
-        .join("place_test_order");
-    assert!(
-        path.exists(),
-        "{} missing: run the tests with `cargo test` (it builds examples)",
-        path.display()
-    );
-    path
+        .join("place_test_order")
 }
 
 /// Environment of a newcomer's shell: no credentials, no inherited hub settings; run from an
@@ -91,8 +102,9 @@ async fn example_order_appears_on_the_stream_and_is_cancelled() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    let example = tokio::task::spawn_blocking(build_example).await.unwrap();
     let output = tokio::task::spawn_blocking(move || {
-        clean(&mut Command::new(example_path()), &dir)
+        clean(&mut Command::new(example), &dir)
             .env("HUB_SIM_BIND", format!("127.0.0.1:{sim_port}"))
             // What a newcomer who copied .env.example has: the real REST host, no credentials.
             .env("COINDCX_API_URL", "https://api.coindcx.com")
