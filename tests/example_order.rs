@@ -12,14 +12,6 @@ use common::{Client, Incoming};
 const HUB: &str = env!("CARGO_BIN_EXE_coindcx-hub");
 const T: Duration = Duration::from_secs(20);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Kills the hub even when an assertion fails.
 struct Hub(Child);
 
@@ -72,7 +64,7 @@ fn clean<'a>(cmd: &'a mut Command, dir: &std::path::Path) -> &'a mut Command {
 async fn example_order_appears_on_the_stream_and_is_cancelled() {
     let dir = std::env::temp_dir().join(format!("coindcx-hub-example-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (hub_port, sim_port) = (free_port(), free_port());
+    let (hub_port, sim_port) = (common::free_port(), common::free_port());
     let hub = Hub(clean(&mut Command::new(HUB), &dir)
         .env("HUB_BIND", format!("127.0.0.1:{hub_port}"))
         .env("HUB_SIM_BIND", format!("127.0.0.1:{sim_port}"))

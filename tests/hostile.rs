@@ -55,14 +55,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Soft `RLIMIT_NOFILE` of this process (the hub inherits it).
 fn open_files_limit() -> u64 {
     let limits = std::fs::read_to_string("/proc/self/limits").expect("/proc/self/limits");
@@ -251,7 +243,9 @@ async fn hostile_connections_do_not_hurt_honest_clients() {
 
 async fn run() {
     let fake = FakeCoinDcx::start().await;
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
     let log_path =
         std::env::temp_dir().join(format!("coindcx-hub-hostile-{}.log", std::process::id()));
     let mut cmd = Command::new(BIN);

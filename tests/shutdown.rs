@@ -24,14 +24,6 @@ fn hub_command() -> Command {
     cmd
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
@@ -44,7 +36,9 @@ impl Drop for KillOnDrop {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_clients_with_1001_and_exits_0() {
     let fake = FakeCoinDcx::start().await;
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
     let child = hub_command()
         .env("HUB_BIND", addr.to_string())
         .env("COINDCX_API_KEY", API_KEY)

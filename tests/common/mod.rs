@@ -54,6 +54,15 @@ pub fn event_arg(event: &str, records: &[Value]) -> Value {
     serde_json::json!({"event": event, "data": serde_json::to_string(records).unwrap()})
 }
 
+/// A loopback port that was free a moment ago (for subprocess hubs that bind it themselves).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
 pub async fn wait_until(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
