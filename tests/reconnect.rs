@@ -126,5 +126,14 @@ async fn wrong_secret_means_auth_failed_without_a_loop() {
     );
     assert_eq!(fake.connected(), 0);
     assert_eq!(status(hub.addr).await["upstream"]["state"], "auth_failed");
+
+    // A browser that leaves and comes back does not restart the attempts early.
+    c.close().await;
+    let (mut again, _) = Client::connect_greeted(hub.addr).await;
+    let sys = again.next_of_type("system", Duration::from_secs(5)).await;
+    assert_eq!(sys["data"]["upstream_state"], "auth_failed", "{sys}");
+    assert_eq!(status(hub.addr).await["upstream"]["state"], "auth_failed");
+    assert_eq!(fake.join_attempts(), 3);
+    assert_eq!(fake.connected(), 0);
     hub.shutdown().await;
 }

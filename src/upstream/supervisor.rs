@@ -126,6 +126,7 @@ pub fn spawn(
         attempt: 0,
         quick_drops: 0,
         retry_at: None,
+        auth_failure: None,
         reconnects: 0,
         reconcile: None,
     };
@@ -149,6 +150,9 @@ struct Task {
     attempt: u32,
     quick_drops: u32,
     retry_at: Option<Instant>,
+    /// When (and why) credentials last failed; kept across stops so a browser that leaves
+    /// and comes back cannot restart the attempts early. Cleared by a successful REST fetch.
+    auth_failure: Option<(Instant, String)>,
     reconnects: u64,
     reconcile: Option<Fetch>,
 }
@@ -194,8 +198,15 @@ impl Task {
         match cmd {
             Command::Start => {
                 self.wanted = true;
-                if self.conn.is_none() && self.retry_at.is_none() {
-                    self.open().await;
+                if self.conn.is_some() || self.retry_at.is_some() {
+                    return;
+                }
+                match self.auth_failure.clone() {
+                    Some((at, why)) if at.elapsed() < AUTH_RETRY => {
+                        self.retry_at = Some(at + AUTH_RETRY);
+                        self.set_state(UpstreamState::AuthFailed, &why).await;
+                    }
+                    _ => self.open().await,
                 }
             }
             Command::Shutdown(done) => {
@@ -294,6 +305,7 @@ impl Task {
         self.quick_drops = 0;
         self.attempt = 0;
         self.retry_at = Some(Instant::now() + AUTH_RETRY);
+        self.auth_failure = Some((Instant::now(), why.to_string()));
         self.set_state(UpstreamState::AuthFailed, why).await;
     }
 
@@ -316,6 +328,8 @@ impl Task {
     ) {
         match done {
             Ok(Ok((view, started_at))) => {
+                // A signed REST call went through: the credentials are good.
+                self.auth_failure = None;
                 self.wiring
                     .metrics
                     .reconcile_runs
