@@ -196,7 +196,11 @@ fn parse_addr(
     default: &str,
 ) -> Result<SocketAddr, ConfigError> {
     let text = value.unwrap_or_else(|| default.to_string());
-    text.parse().map_err(|_| {
+    // `localhost:8000` is what people write; resolve names once, at start.
+    let resolved = std::net::ToSocketAddrs::to_socket_addrs(text.as_str())
+        .ok()
+        .and_then(|mut addrs| addrs.next());
+    resolved.ok_or(()).map_err(|_| {
         err(
             var,
             format!("{text:?} is not an address like 127.0.0.1:8000"),
@@ -314,6 +318,8 @@ mod tests {
         );
         assert_eq!(c.ws_url, "wss://stream.coindcx.com");
         assert_eq!(c.allowed_origins, AllowedOrigins::SameHost);
+        let named = cfg(&[("HUB_BIND", "localhost:8123")]).unwrap();
+        assert!(named.bind.ip().is_loopback() && named.bind.port() == 8123);
     }
 
     #[test]

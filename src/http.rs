@@ -48,8 +48,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/ws", web::get().to(upgrade))
         .route("/ws/coindcx", web::get().to(upgrade))
         .route("/ws/status", web::get().to(status))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
+        // Probes may use HEAD.
+        .service(
+            web::resource("/healthz")
+                .route(web::get().to(healthz))
+                .route(web::head().to(healthz)),
+        )
+        .service(
+            web::resource("/readyz")
+                .route(web::get().to(readyz))
+                .route(web::head().to(readyz)),
+        )
         .route("/metrics", web::get().to(metrics));
 }
 

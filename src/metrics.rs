@@ -42,7 +42,7 @@ impl Metrics {
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels)
         };
-        Metrics {
+        let metrics = Metrics {
             clients: reg!(IntGauge::new("hub_clients", "Connected browser WebSockets")),
             upstream_state: reg!(IntGaugeVec::new(
                 Opts::new("hub_upstream_state", "1 for the current upstream state"),
@@ -108,7 +108,43 @@ impl Metrics {
                 ])
             )),
             registry,
+        };
+        metrics.preregister();
+        metrics
+    }
+
+    /// Creates every known series at 0, so dashboards and `rate()` see them before the first event.
+    fn preregister(&self) {
+        for t in ["order", "position", "balance"] {
+            self.events_in.with_label_values(&[t]);
         }
+        for r in [
+            "slow_consumer",
+            "rate_limit",
+            "bad_frame",
+            "binary",
+            "ping_timeout",
+            "token_expired",
+        ] {
+            self.evictions.with_label_values(&[r]);
+        }
+        for r in ["ok", "resync"] {
+            self.resumes.with_label_values(&[r]);
+        }
+        for r in ["ok", "error", "auth_failed"] {
+            self.reconcile_runs.with_label_values(&[r]);
+        }
+        for r in [
+            "token",
+            "metrics_token",
+            "origin",
+            "capacity",
+            "per_ip",
+            "bad_query",
+        ] {
+            self.rejected_upgrades.with_label_values(&[r]);
+        }
+        self.set_upstream_state("idle");
     }
 
     pub fn set_upstream_state(&self, state: &str) {

@@ -137,3 +137,28 @@ async fn wrong_secret_means_auth_failed_without_a_loop() {
     assert_eq!(fake.connected(), 0);
     hub.shutdown().await;
 }
+
+/// An exchange that cannot be reached at all: the client is told once, readiness says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_exchange_is_announced() {
+    let fake = FakeCoinDcx::start().await;
+    fake.stop().await;
+    let hub = start_hub(&fake, &[]).await;
+    let (mut c, _) = Client::connect_greeted(hub.addr).await;
+    let sys = c.next_of_type("system", Duration::from_secs(10)).await;
+    assert_eq!(
+        sys["data"]["message"], "upstream unreachable; retrying with backoff",
+        "{sys}"
+    );
+    assert_eq!(sys["data"]["coindcx_connected"], false);
+    assert_eq!(sys["data"]["upstream_state"], "reconnecting");
+    let (code, body) = http_get(hub.addr, "/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("reconnecting"), "{body}");
+    // Once the exchange is back, the hub joins and says so.
+    fake.restart().await;
+    let sys = c.next_of_type("system", Duration::from_secs(20)).await;
+    assert_eq!(sys["data"]["message"], "upstream re-joined", "{sys}");
+    assert!(wait_until(|| fake.joins() == 1, Duration::from_secs(5)).await);
+    hub.shutdown().await;
+}

@@ -271,7 +271,7 @@ impl Hub {
                     initial.push(frame::hub_frame(
                         &self.settings.epoch,
                         "resync",
-                        json!({"reason": "history does not reach back to since", "since": r.since, "epoch": r.epoch}),
+                        json!({"reason": resync_reason(&r, &self.settings.epoch), "since": r.since, "epoch": r.epoch}),
                     ));
                 }
                 initial.push(frame::hub_frame(
@@ -427,6 +427,14 @@ impl Hub {
             log::warn!(target: "hub", "records were dropped upstream; reconciling over REST");
             self.upstream.supervisor.send(UpCommand::Reconcile);
         }
+    }
+}
+
+fn resync_reason(r: &Resume, epoch: &str) -> &'static str {
+    if r.epoch != epoch {
+        "epoch differs: the hub restarted, seq values start over"
+    } else {
+        "history does not reach back to since"
     }
 }
 

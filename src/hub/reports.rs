@@ -41,6 +41,14 @@ impl Hub {
                             json!({"coindcx_connected": false, "upstream_state": "reconnecting", "reason": detail}),
                         );
                     }
+                    UpstreamState::Reconnecting if before == UpstreamState::Connecting => {
+                        // Never joined yet: say so once, or the feed just stays quiet.
+                        self.was_lost = true;
+                        self.broadcast_system(
+                            "upstream unreachable; retrying with backoff",
+                            json!({"coindcx_connected": false, "upstream_state": "reconnecting", "reason": detail}),
+                        );
+                    }
                     UpstreamState::AuthFailed => {
                         self.was_lost = true;
                         self.broadcast_system(
