@@ -630,8 +630,6 @@ fn public_bind_without_token_is_refused() {
 // ---------------------------------------------------------------------------------------------
 // Secrets never logged
 
-const BIN: &str = env!("CARGO_BIN_EXE_coindcx-hub");
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_logs_or_status() {
     const KEY: &str = "log-test-api-key";
@@ -639,42 +637,19 @@ async fn secrets_never_reach_logs_or_status() {
     const HUB_TOKEN: &str = "LOGTEST-hub-token-51d2e8";
     let signature = coindcx_hub::signing::join_signature(SECRET);
     let fake = FakeCoinDcx::start_with(KEY, SECRET).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let dir = std::env::temp_dir();
     let out_path = dir.join(format!("coindcx-hub-auth-{}.out", std::process::id()));
     let err_path = dir.join(format!("coindcx-hub-auth-{}.err", std::process::id()));
 
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HUB_") || k.starts_with("COINDCX_") {
-            cmd.env_remove(k);
-        }
-    }
-    let child = cmd
-        .current_dir(&dir)
-        .env("RUST_LOG", "debug")
-        .env("HUB_BIND", addr.to_string())
+    let child = hub_command(&fake, addr, "debug")
         .env("HUB_AUTH_TOKEN", HUB_TOKEN)
         .env("COINDCX_API_KEY", KEY)
         .env("COINDCX_API_SECRET", SECRET)
-        .env("COINDCX_WS_URL", fake.url())
-        .env("COINDCX_API_URL", fake.url())
         .stdout(Stdio::from(std::fs::File::create(&out_path).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(&err_path).unwrap()))
         .spawn()
         .expect("spawn the hub binary");
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let mut child = KillOnDrop(child);
     assert!(
         wait_until(|| std::net::TcpStream::connect(addr).is_ok(), WAIT).await,

@@ -4,23 +4,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Client, Incoming};
+use common::{clean_env, Client, Incoming, KillOnDrop, HUB_BIN};
 
-const HUB: &str = env!("CARGO_BIN_EXE_coindcx-hub");
 const T: Duration = Duration::from_secs(20);
-
-/// Kills the hub even when an assertion fails.
-struct Hub(Child);
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Builds the example as a newcomer's `cargo run --example` would (a no-op when it is fresh;
 /// `cargo test` itself only builds examples as test harnesses) and returns its path.
@@ -42,22 +31,11 @@ fn build_example() -> std::path::PathBuf {
         status.success(),
         "cargo build --example place_test_order failed"
     );
-    std::path::Path::new(HUB)
+    std::path::Path::new(HUB_BIN)
         .parent()
         .unwrap()
         .join("examples")
         .join("place_test_order")
-}
-
-/// Environment of a newcomer's shell: no credentials, no inherited hub settings; run from an
-/// empty directory so no `.env` is read.
-fn clean<'a>(cmd: &'a mut Command, dir: &std::path::Path) -> &'a mut Command {
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HUB_") || k.starts_with("COINDCX_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.current_dir(dir).env("RUST_LOG", "warn")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,14 +43,17 @@ async fn example_order_appears_on_the_stream_and_is_cancelled() {
     let dir = std::env::temp_dir().join(format!("coindcx-hub-example-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (hub_port, sim_port) = (common::free_port(), common::free_port());
-    let hub = Hub(clean(&mut Command::new(HUB), &dir)
-        .env("HUB_BIND", format!("127.0.0.1:{hub_port}"))
-        .env("HUB_SIM_BIND", format!("127.0.0.1:{sim_port}"))
-        .env("HUB_SIM_RATE", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("hub starts"));
+    let hub = KillOnDrop(
+        clean_env(&mut Command::new(HUB_BIN), &dir)
+            .env("RUST_LOG", "warn")
+            .env("HUB_BIND", format!("127.0.0.1:{hub_port}"))
+            .env("HUB_SIM_BIND", format!("127.0.0.1:{sim_port}"))
+            .env("HUB_SIM_RATE", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("hub starts"),
+    );
     let addr: std::net::SocketAddr = format!("127.0.0.1:{hub_port}").parse().unwrap();
     assert!(
         common::wait_until(|| std::net::TcpStream::connect(addr).is_ok(), T).await,
@@ -96,7 +77,8 @@ async fn example_order_appears_on_the_stream_and_is_cancelled() {
 
     let example = tokio::task::spawn_blocking(build_example).await.unwrap();
     let output = tokio::task::spawn_blocking(move || {
-        clean(&mut Command::new(example), &dir)
+        clean_env(&mut Command::new(example), &dir)
+            .env("RUST_LOG", "warn")
             .env("HUB_SIM_BIND", format!("127.0.0.1:{sim_port}"))
             // What a newcomer who copied .env.example has: the real REST host, no credentials.
             .env("COINDCX_API_URL", "https://api.coindcx.com")

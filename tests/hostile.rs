@@ -21,7 +21,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -32,7 +32,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_coindcx-hub");
 const HONEST: usize = 50;
 const SILENT: usize = 500;
 const GARBAGE: usize = 100;
@@ -45,15 +44,6 @@ const ORDERS: usize = 50;
 /// Head timeout (5 s) plus slack for a loaded 2-core machine.
 const CLOSE_WITHIN: Duration = Duration::from_secs(12);
 const RSS_BOUND_KIB: u64 = 32 * 1024;
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Soft `RLIMIT_NOFILE` of this process (the hub inherits it).
 fn open_files_limit() -> u64 {
@@ -248,20 +238,7 @@ async fn run() {
         .unwrap();
     let log_path =
         std::env::temp_dir().join(format!("coindcx-hub-hostile-{}.log", std::process::id()));
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HUB_") || k.starts_with("COINDCX_") {
-            cmd.env_remove(k);
-        }
-    }
-    let child = cmd
-        .current_dir(std::env::temp_dir())
-        .env("RUST_LOG", "warn")
-        .env("HUB_BIND", addr.to_string())
-        .env("COINDCX_API_KEY", API_KEY)
-        .env("COINDCX_API_SECRET", API_SECRET)
-        .env("COINDCX_WS_URL", fake.url())
-        .env("COINDCX_API_URL", fake.url())
+    let child = hub_command(&fake, addr, "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
         .spawn()

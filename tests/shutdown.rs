@@ -4,34 +4,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_coindcx-hub");
-
-/// The binary with a clean hub environment (no inherited HUB_* / COINDCX_*, no `.env`).
-fn hub_command() -> Command {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HUB_") || k.starts_with("COINDCX_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.current_dir(std::env::temp_dir())
-        .env("RUST_LOG", "info");
-    cmd
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_clients_with_1001_and_exits_0() {
@@ -39,12 +15,7 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
     let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
         .parse()
         .unwrap();
-    let child = hub_command()
-        .env("HUB_BIND", addr.to_string())
-        .env("COINDCX_API_KEY", API_KEY)
-        .env("COINDCX_API_SECRET", API_SECRET)
-        .env("COINDCX_WS_URL", fake.url())
-        .env("COINDCX_API_URL", fake.url())
+    let child = hub_command(&fake, addr, "info")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -122,6 +93,13 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
     assert_eq!(fake.connects(), 1);
 }
 
+/// The binary with a clean environment and no upstream settings.
+fn bare_hub() -> Command {
+    let mut cmd = Command::new(HUB_BIN);
+    clean_env(&mut cmd, &std::env::temp_dir());
+    cmd
+}
+
 #[test]
 fn bad_config_exits_non_zero_naming_the_variable() {
     for (var, value) in [
@@ -129,7 +107,7 @@ fn bad_config_exits_non_zero_naming_the_variable() {
         ("HUB_BIND", "nowhere"),
         ("COINDCX_WS_URL", "ftp://x"),
     ] {
-        let out = hub_command()
+        let out = bare_hub()
             .env("HUB_BIND", "127.0.0.1:0")
             .env("COINDCX_API_KEY", API_KEY)
             .env("COINDCX_API_SECRET", API_SECRET)
@@ -148,7 +126,7 @@ fn bad_config_exits_non_zero_naming_the_variable() {
         );
     }
     // One credential without the other is a start-up error too.
-    let out = hub_command()
+    let out = bare_hub()
         .env("HUB_BIND", "127.0.0.1:0")
         .env("COINDCX_API_KEY", "k")
         .output()

@@ -54,6 +54,46 @@ pub fn event_arg(event: &str, records: &[Value]) -> Value {
     serde_json::json!({"event": event, "data": serde_json::to_string(records).unwrap()})
 }
 
+/// The hub binary built for these tests.
+pub const HUB_BIN: &str = env!("CARGO_BIN_EXE_coindcx-hub");
+
+/// Removes inherited `HUB_*` / `COINDCX_*` variables and runs from `dir` (so no `.env` is
+/// read): the environment of a newcomer's shell.
+pub fn clean_env<'a>(
+    cmd: &'a mut std::process::Command,
+    dir: &std::path::Path,
+) -> &'a mut std::process::Command {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HUB_") || k.starts_with("COINDCX_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(dir)
+}
+
+/// The hub binary on `addr`, upstream `fake` with the test credentials, logging at `log`.
+pub fn hub_command(fake: &FakeCoinDcx, addr: SocketAddr, log: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(HUB_BIN);
+    clean_env(&mut cmd, &std::env::temp_dir())
+        .env("RUST_LOG", log)
+        .env("HUB_BIND", addr.to_string())
+        .env("COINDCX_API_KEY", API_KEY)
+        .env("COINDCX_API_SECRET", API_SECRET)
+        .env("COINDCX_WS_URL", fake.url())
+        .env("COINDCX_API_URL", fake.url());
+    cmd
+}
+
+/// A child process killed (and reaped) when the test ends, even on a failed assertion.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A loopback port that was free a moment ago (for subprocess hubs that bind it themselves).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
