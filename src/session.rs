@@ -29,7 +29,28 @@ const APP_PING_AFTER: Duration = Duration::from_secs(30);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const SLOW_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
-const POLICY: fn(&'static str) -> CloseReason = |reason| CloseReason { code: 1008, reason };
+const fn policy(reason: &'static str, metric: &'static str) -> CloseReason {
+    CloseReason {
+        code: 1008,
+        reason,
+        metric,
+    }
+}
+const TOKEN_EXPIRED: CloseReason = policy("token expired", "token_expired");
+const TOO_MANY_FRAMES: CloseReason = policy("too many frames", "rate_limit");
+const BAD_FRAME: CloseReason = policy("frame too large or malformed", "bad_frame");
+const BINARY: CloseReason = policy("binary frames not accepted", "binary");
+const PING_TIMEOUT: CloseReason = CloseReason {
+    code: 1011,
+    reason: "ping timeout",
+    metric: "ping_timeout",
+};
+/// The client closed first; we answer with a normal close (not counted).
+const BYE: CloseReason = CloseReason {
+    code: 1000,
+    reason: "bye",
+    metric: "client_close",
+};
 
 enum Exit {
     /// Close with this code and reason.
@@ -61,11 +82,12 @@ pub async fn run(
     let exit = serve(&hub, &mut session, stream, joined, expires).await;
     hub.leave(client_id).await;
     if let Exit::Close(reason) = exit {
-        // Slow consumers are counted by the hub when it evicts them; 1000/1001 are not policy closes.
-        if !matches!(reason.code, 1000 | 1001) && reason != crate::hub::SLOW_CONSUMER {
+        // Slow consumers are counted by the hub when it evicts them; the client's own close and
+        // shutdown are not the hub's decision about this client.
+        if ![crate::hub::SLOW_CONSUMER, crate::hub::GOING_AWAY, BYE].contains(&reason) {
             hub.metrics
                 .evictions
-                .with_label_values(&[metric_reason(reason)])
+                .with_label_values(&[reason.metric])
                 .inc();
         }
         // An evicted client is behind by a full queue: give it longer to read up to the close.
@@ -127,7 +149,7 @@ async fn serve(
                     Err(_) => Exit::Close(crate::hub::GOING_AWAY),
                 };
             }
-            _ = sleep_until_opt(expires) => return Exit::Close(POLICY("token expired")),
+            _ = sleep_until_opt(expires) => return Exit::Close(TOKEN_EXPIRED),
             frame = frames.recv() => match frame {
                 Some(frame) => {
                     if let Some(exit) = send(session, frame, &mut close).await {
@@ -145,13 +167,13 @@ async fn serve(
                 }
                 window_count += 1;
                 if window_count > MAX_FRAMES_PER_SECOND {
-                    return Exit::Close(POLICY("too many frames"));
+                    return Exit::Close(TOO_MANY_FRAMES);
                 }
                 let reply = match msg {
                     None => return Exit::Gone,
-                    Some(Err(_)) => return Exit::Close(POLICY("frame too large or malformed")),
-                    Some(Ok(AggregatedMessage::Binary(_))) => return Exit::Close(POLICY("binary frames not accepted")),
-                    Some(Ok(AggregatedMessage::Close(_))) => return Exit::Close(CloseReason { code: 1000, reason: "bye" }),
+                    Some(Err(_)) => return Exit::Close(BAD_FRAME),
+                    Some(Ok(AggregatedMessage::Binary(_))) => return Exit::Close(BINARY),
+                    Some(Ok(AggregatedMessage::Close(_))) => return Exit::Close(BYE),
                     Some(Ok(AggregatedMessage::Ping(payload))) => {
                         if session.pong(&payload).await.is_err() {
                             return Exit::Gone;
@@ -171,7 +193,7 @@ async fn serve(
             _ = tick.tick() => {
                 let now = Instant::now();
                 if now.duration_since(last_heard) > CLIENT_TIMEOUT {
-                    return Exit::Close(CloseReason { code: 1011, reason: "ping timeout" });
+                    return Exit::Close(PING_TIMEOUT);
                 }
                 if now >= next_ws_ping {
                     next_ws_ping = now + WS_PING_EVERY;
@@ -231,16 +253,5 @@ fn ws_reason(reason: CloseReason) -> WsCloseReason {
     WsCloseReason {
         code: CloseCode::from(reason.code),
         description: Some(reason.reason.to_string()),
-    }
-}
-
-fn metric_reason(reason: CloseReason) -> &'static str {
-    match reason.reason {
-        "too many frames" => "rate_limit",
-        "frame too large or malformed" => "bad_frame",
-        "binary frames not accepted" => "binary",
-        "ping timeout" => "ping_timeout",
-        "token expired" => "token_expired",
-        _ => "other",
     }
 }

@@ -37,20 +37,24 @@ use status::Status;
 /// Terminal orders kept for snapshots ("recent orders").
 const TERMINAL_ORDERS_KEPT: usize = 500;
 
-/// Why the hub closes a client.
+/// Why a client is closed: the WebSocket close code and reason, and the
+/// `hub_client_closes_total{reason}` label it is counted under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CloseReason {
     pub code: u16,
     pub reason: &'static str,
+    pub metric: &'static str,
 }
 
 pub const SLOW_CONSUMER: CloseReason = CloseReason {
     code: 1008,
     reason: "slow consumer",
+    metric: "slow_consumer",
 };
 pub const GOING_AWAY: CloseReason = CloseReason {
     code: 1001,
     reason: "shutting down",
+    metric: "shutdown",
 };
 
 /// A resume request: `?since=<seq>&epoch=<epoch>`.
