@@ -353,7 +353,7 @@ impl Hub {
 
     /// Applies one record to the state and, when it is news, sequences and fans it out.
     fn publish(&mut self, rec: Record, at: DateTime<Utc>, reconciled: bool) {
-        match self.state.apply(&rec, at) {
+        match self.state.judge(&rec) {
             Apply::Changed => {}
             Apply::Duplicate | Apply::Stale => {
                 self.metrics.duplicates.inc();
@@ -362,6 +362,7 @@ impl Hub {
         }
         self.seq += 1;
         let kind = rec.kind;
+        let updated_at = rec.updated_at;
         let bytes = frame::record_frame(
             &self.settings.epoch,
             self.seq,
@@ -371,6 +372,8 @@ impl Hub {
             reconciled,
             &rec.data,
         );
+        // Serialized from the record above; now the state takes it without a copy.
+        self.state.store(rec, at);
         self.history.push(self.seq, bytes.clone());
         self.status.record_event(self.seq, at);
         self.record_sizes();
@@ -378,7 +381,7 @@ impl Hub {
             .events_in
             .with_label_values(&[kind.frame_type()])
             .inc();
-        if let Some(updated_at) = rec.updated_at {
+        if let Some(updated_at) = updated_at {
             let lag_ms = Utc::now().timestamp_millis() - updated_at;
             if (0..86_400_000).contains(&lag_ms) {
                 self.metrics.latency.observe(lag_ms as f64 / 1000.0);

@@ -51,15 +51,17 @@ impl AccountState {
     }
 
     /// Decides whether `rec` is news, and if so stores it.
-    pub fn apply(&mut self, rec: &Record, at: DateTime<Utc>) -> Apply {
+    #[cfg(test)]
+    fn apply(&mut self, rec: &Record, at: DateTime<Utc>) -> Apply {
         let verdict = self.judge(rec);
         if verdict == Apply::Changed {
-            self.store(rec, at);
+            self.store(rec.clone(), at);
         }
         verdict
     }
 
-    fn judge(&self, rec: &Record) -> Apply {
+    /// Whether `rec` is news: new, changed, or a repeat / stale update to drop.
+    pub fn judge(&self, rec: &Record) -> Apply {
         let Some(old) = self.table(rec.kind).get(&rec.key) else {
             return Apply::Changed;
         };
@@ -87,18 +89,22 @@ impl AccountState {
         }
     }
 
-    fn store(&mut self, rec: &Record, at: DateTime<Utc>) {
+    /// Keeps `rec` as the latest state of its row (after [`judge`](Self::judge) said it is news).
+    pub fn store(&mut self, rec: Record, at: DateTime<Utc>) {
         let entry = Entry {
-            data: rec.data.clone(),
+            data: rec.data,
             status: rec.status,
             updated_at: rec.updated_at,
             changed_at: at,
         };
         match rec.kind {
             Kind::Order => {
-                self.orders.insert(rec.key.clone(), entry);
-                if rec.status.is_some_and(OrderStatus::is_terminal) {
+                let terminal = rec.status.is_some_and(OrderStatus::is_terminal);
+                if terminal {
                     self.terminal.push_back(rec.key.clone());
+                }
+                self.orders.insert(rec.key, entry);
+                if terminal {
                     while self.terminal.len() > self.terminal_cap {
                         if let Some(id) = self.terminal.pop_front() {
                             self.orders.remove(&id);
@@ -107,10 +113,10 @@ impl AccountState {
                 }
             }
             Kind::Position => {
-                self.positions.insert(rec.key.clone(), entry);
+                self.positions.insert(rec.key, entry);
             }
             Kind::Balance => {
-                self.balances.insert(rec.key.clone(), entry);
+                self.balances.insert(rec.key, entry);
             }
         }
     }
