@@ -574,3 +574,24 @@ async fn hostile_numbers_are_rejected_not_fatal() {
     assert_eq!(api.wallets().await.unwrap().len(), 2);
     sim.shutdown().await;
 }
+
+/// Regression (CI run of stop 8): a `join` emitted the instant CONNECT arrives must never be
+/// lost. socketioxide spawns the connect handler after sending CONNECT, so handlers registered
+/// there raced the client's first packet; they are now registered before CONNECT is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_sent_on_connect_is_never_lost() {
+    let sim = sim(0.0, 11).await;
+    let url = sim.url();
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        let batch: Vec<_> = (0..40).map(|_| connect(&url, good_join())).collect();
+        clients.extend(futures_util::future::join_all(batch).await);
+    }
+    until_joined(&sim, 200).await;
+    assert_eq!((sim.connects_total(), sim.joins_total()), (200, 200));
+    for (c, _) in clients {
+        c.disconnect().await.unwrap();
+    }
+    until_joined(&sim, 0).await;
+    sim.shutdown().await;
+}

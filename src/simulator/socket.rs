@@ -31,23 +31,15 @@ impl std::fmt::Display for Refused {
 }
 
 /// Register the default namespace on `io`.
+///
+/// The `join` / `leave` handlers are registered in the connect *middleware*: socketioxide
+/// awaits it before it sends the CONNECT packet, whereas it spawns the connect handler after
+/// sending it, so a client that emits `join` as soon as it sees CONNECT (as the hub does)
+/// could otherwise reach the server before the handler exists and be silently ignored.
 pub fn install(io: &SocketIo, shared: Arc<Shared>) {
-    let gate = {
-        let shared = shared.clone();
-        move || {
-            let open = shared.accepting.load(Ordering::SeqCst);
-            async move {
-                if open {
-                    Ok(())
-                } else {
-                    Err(Refused)
-                }
-            }
-        }
-    };
-    let on_connect = move |s: SocketRef| {
-        let shared = shared.clone();
-        async move {
+    let gate = move |s: SocketRef| {
+        let open = shared.accepting.load(Ordering::SeqCst);
+        if open {
             shared.connects.fetch_add(1, Ordering::Relaxed);
             let on_join = {
                 let shared = shared.clone();
@@ -59,8 +51,15 @@ pub fn install(io: &SocketIo, shared: Arc<Shared>) {
             s.on("join", on_join);
             s.on("leave", |s: SocketRef| async move { s.leave(ROOM) });
         }
+        async move {
+            if open {
+                Ok(())
+            } else {
+                Err(Refused)
+            }
+        }
     };
-    io.ns("/", on_connect.with(gate));
+    io.ns("/", (|| async {}).with(gate));
 }
 
 fn join(shared: &Shared, s: SocketRef, arg: &Value) {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use socketioxide::extract::{Data, SocketRef};
+use socketioxide::handler::ConnectHandler;
 use socketioxide::SocketIo;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -216,9 +217,14 @@ impl FakeCoinDcx {
             .max_payload(2_000_000)
             .build_layer();
         let shared = self.shared.clone();
-        io.ns("/", move |socket: SocketRef| {
-            on_connect(socket, shared.clone())
-        });
+        // Handlers are registered in the connect middleware, which socketioxide awaits before
+        // it sends CONNECT; its connect handler is spawned after, so a `join` emitted on
+        // CONNECT could otherwise arrive before the handler exists (see simulator/socket.rs).
+        let register = move |socket: SocketRef| {
+            on_connect(socket, shared.clone());
+            async { Ok::<(), std::convert::Infallible>(()) }
+        };
+        io.ns("/", (|| async {}).with(register));
         let streams = Arc::new(Mutex::new(Vec::new()));
         let listener = TrackedListener {
             inner: listener,
@@ -339,7 +345,7 @@ impl Drop for FakeCoinDcx {
     }
 }
 
-async fn on_connect(socket: SocketRef, shared: Arc<Shared>) {
+fn on_connect(socket: SocketRef, shared: Arc<Shared>) {
     shared.connects.fetch_add(1, Ordering::SeqCst);
     shared
         .connected
