@@ -1,5 +1,6 @@
 // Helpers shared by the browser test files: Chromium launch, page opening with an
 // off-origin request log, feed/table readers, filters, CSV reference parser.
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
 export const CHROME = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
@@ -45,6 +46,52 @@ export async function setFilters(page, f) {
   await page.fill('#search', f.q ?? '');
   await page.press('#search', 'Enter');
   await frames2(page);
+}
+
+/**
+ * The filter / search checks, run on a live page by both the mock and the real-hub files: waits
+ * for varied traffic, pauses for a stable list, then checks each filter shows exactly the
+ * matching events, the pair + type combination, a case-insensitive id search (export = what
+ * is shown), an empty search result, and that clearing the filters shows everything again.
+ */
+export async function filtersNarrowTheFeed(page) {
+  await setFilters(page, {});
+  // enough varied traffic: orders, positions, both sides, open orders
+  await page.waitForFunction(() => {
+    const f = window.__hub.state.feed;
+    const has = (p) => f.some(p);
+    return f.length > 30 && has((e) => e.type === 'position') && has((e) => e.side === 'sell') && has((e) => e.side === 'buy')
+      && has((e) => e.status === 'open') && has((e) => e.type === 'balance');
+  }, null, { timeout: 60000, polling: 250 });
+  await setPaused(page, true); // a stable list to compare against
+  const allShown = (await stats(page)).shown;
+  for (const [k, v, attr] of [['type', 'order', 'type'], ['type', 'position', 'type'], ['type', 'balance', 'type'], ['side', 'sell', 'side'], ['status', 'open', 'status']]) {
+    await setFilters(page, { [k]: v });
+    const rows = await feedRows(page);
+    const want = await page.evaluate(([attr, v]) => window.__hub.state.frozen.filter((e) => e[attr] === v).length, [attr, v]);
+    assert.ok(rows.length > 0, `filter ${k}=${v} shows rows`);
+    assert.ok(rows.every((r) => r[attr] === v), `filter ${k}=${v} only`);
+    assert.equal((await stats(page)).shown, want, `filter ${k}=${v}: every matching event shown`);
+    assert.ok(want < allShown);
+  }
+  const pair = await page.$eval('#filter-pair option:nth-child(2)', (o) => o.value);
+  await setFilters(page, { pair, type: 'order' });
+  let rows = await feedRows(page);
+  assert.ok(rows.length > 0 && rows.every((r) => r.pair === pair && r.type === 'order'), 'pair + type combined');
+  // search by an order id (case-insensitive): only frames containing it remain
+  const term = await page.evaluate(() => { const f = window.__hub.state.frozen.filter((e) => e.type === 'order'); return f[f.length - 1].f.data.id; });
+  await setFilters(page, { q: term.toUpperCase() });
+  rows = await feedRows(page);
+  const frames = JSON.parse(await page.evaluate(() => window.__hub.exportJson()));
+  const nShown = (await stats(page)).shown;
+  assert.ok(rows.length >= 1 && nShown < allShown);
+  assert.equal(frames.length, nShown, 'export = what is shown');
+  assert.ok(frames.every((f) => JSON.stringify(f).includes(term)));
+  await setFilters(page, { q: 'no-such-text-zzz' });
+  assert.equal((await feedRows(page)).length, 0);
+  await setFilters(page, {});
+  assert.equal((await stats(page)).shown, allShown);
+  await setPaused(page, false);
 }
 
 /** Table columns: [td data-col, record field]. */

@@ -10,8 +10,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { MockHub } from './mock-hub.mjs';
+import {
+  launch, openPage as openAt, waitState, stats, feedRows, cell, frames2, setPaused, setFilters,
+  parseCsv, csvField, CSV_HEADER, filtersNarrowTheFeed,
+} from './helpers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ART = path.join(here, 'artifacts');
@@ -19,14 +22,10 @@ const ON_REAL = process.env.HUB_BIN ? 'runs against the real hub in real-hub.tes
 const REAL = process.env.HUB_URL && !ON_REAL ? process.env.HUB_URL.replace(/\/+$/, '') : '';
 const TOKEN = process.env.HUB_TOKEN || ''; // the hub's HUB_AUTH_TOKEN, if it has one
 const LOAD = process.env.BROWSER_LOAD_TEST === '1';
-const CHROME = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const mockOnly = REAL ? 'needs the mock hub (scripted events / restart); HUB_URL is set' : false;
 
 let hub, base, browser;
-const offOrigin = [];     // every request / websocket that left the page's origin
-const pageErrors = [];
+const log = { offOrigin: [], pageErrors: [] }; // requests that left the page's origin; page errors
 
 before(async () => {
   fs.mkdirSync(ART, { recursive: true });
@@ -35,63 +34,17 @@ before(async () => {
     await hub.start();
     base = hub.url;
   } else base = REAL;
-  browser = await chromium.launch({ executablePath: CHROME, args: ARGS, headless: true });
+  browser = await launch();
 });
 after(async () => {
   if (browser) await browser.close();
   if (hub) await hub.stop();
 });
 
-async function openPage(opts = {}) {
-  const ctx = await browser.newContext({ viewport: opts.viewport ?? { width: 1280, height: 800 }, acceptDownloads: true });
-  const page = await ctx.newPage();
-  const origin = new URL(opts.base ?? base).origin;
-  const host = new URL(origin).host;
-  page.on('request', (r) => {
-    const u = new URL(r.url());
-    if (u.protocol === 'data:' || u.protocol === 'blob:') return;
-    if (u.origin !== origin) offOrigin.push(r.url());
-  });
-  page.on('websocket', (ws) => { if (new URL(ws.url()).host !== host) offOrigin.push(ws.url()); });
-  page.on('pageerror', (e) => pageErrors.push(String(e)));
-  await page.goto((opts.base ?? base) + (opts.path ?? (TOKEN ? '/?token=' + encodeURIComponent(TOKEN) : '/')));
-  return page;
-}
-const waitState = (page, st, timeout = 10000) =>
-  page.waitForSelector(`#conn-indicator[data-state="${st}"]`, { timeout });
-const stats = (page) => page.evaluate(() => window.__hub.stats());
-const feedRows = (page) => page.$$eval('#feed tbody tr[data-n]', (rs) => rs.map((r) => ({
-  type: r.dataset.type, pair: r.dataset.pair || '', side: r.dataset.side || '', status: r.dataset.status || '', id: r.dataset.id || '',
-})));
-const cell = (page, table, id, col) => page.$eval(`#${table}-table tbody tr[data-id="${id}"] td[data-col="${col}"]`, (e) => e.textContent);
-const frames2 = (page) => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
-async function setPaused(page, on) {
-  if ((await page.getAttribute('#pause', 'aria-pressed')) !== String(on)) await page.click('#pause');
-  await frames2(page);
-}
+// the shared opener with this file's defaults: the mock (or HUB_URL) hub, HUB_TOKEN if any
+const openPage = (opts = {}) => openAt(browser, opts.base ?? base, log,
+  { ...opts, path: opts.path ?? (TOKEN ? '/?token=' + encodeURIComponent(TOKEN) : '/') });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function setFilters(page, f) {
-  for (const k of ['type', 'pair', 'side', 'status']) await page.selectOption(`#filter-${k}`, f[k] ?? '');
-  await page.fill('#search', f.q ?? '');
-  await page.press('#search', 'Enter');
-  await frames2(page);
-}
-// RFC 4180 parser (the reference the page's CSV must satisfy)
-function parseCsv(text) {
-  const rows = []; let row = [], f = '', q = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (q) { if (c === '"') { if (text[i + 1] === '"') { f += '"'; i++; } else q = false; } else f += c; }
-    else if (c === '"') q = true;
-    else if (c === ',') { row.push(f); f = ''; }
-    else if (c === '\r' && text[i + 1] === '\n') { row.push(f); rows.push(row); row = []; f = ''; i++; }
-    else f += c;
-  }
-  if (f !== '' || row.length) { row.push(f); rows.push(row); }
-  return rows;
-}
-const csvField = (v) => (/[",\r\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
-const CSV_HEADER = 'timestamp,type,event,seq,id,pair,side,status,price,quantity,reconciled,raw';
 
 let page; // main desktop page shared by the functional tests (one browser client)
 async function ensurePage() { // the mock-only tests also run alone (HUB_BIN set: the generic ones run on the real hub)
@@ -187,39 +140,16 @@ test('live events update tables; trailing zeros kept; terminal status removes th
 
 test('filters and free-text search narrow the feed', { skip: ON_REAL }, async () => {
   await page.waitForFunction(() => window.__hub.stats().shown > 20, null, { timeout: 20000 });
-  const all = await feedRows(page);
-  const allShown = (await stats(page)).shown;
   const types = new Set(await page.evaluate(() => window.__hub.state.feed.map((e) => e.type)));
   assert.ok(types.has('snapshot') && types.has('system'));
-  for (const [k, v, attr] of [['type', 'order', 'type'], ['type', 'position', 'type'], ['side', 'sell', 'side'], ['status', 'open', 'status']]) {
-    await setFilters(page, { [k]: v });
-    const rows = await feedRows(page);
-    assert.ok(rows.length > 0, `filter ${k}=${v} shows rows`);
-    assert.ok(rows.every((r) => r[attr] === v), `filter ${k}=${v} only`);
-  }
-  const pair = await page.$eval('#filter-pair option:nth-child(2)', (o) => o.value);
-  await setFilters(page, { pair, type: 'order' });
-  let rows = await feedRows(page);
-  assert.ok(rows.length > 0 && rows.every((r) => r.pair === pair && r.type === 'order'), 'pair + type combined');
-  // search by an order id: only frames containing it remain
-  const term = await page.evaluate(() => { const f = window.__hub.state.feed.filter((e) => e.type === 'order'); return f[f.length - 1].f.data.id; });
-  await setFilters(page, { q: term.toUpperCase() });
-  rows = await feedRows(page);
-  const frames = JSON.parse(await page.evaluate(() => window.__hub.exportJson()));
-  const nShown = (await stats(page)).shown;
-  assert.ok(rows.length >= 1 && nShown < allShown);
-  assert.equal(frames.length, nShown, 'export = what is shown');
-  assert.ok(frames.every((f) => JSON.stringify(f).includes(term)));
-  await setFilters(page, { q: 'no-such-text-zzz' });
-  assert.equal((await feedRows(page)).length, 0);
-  await setFilters(page, {});
-  assert.ok((await stats(page)).shown >= allShown);
+  await filtersNarrowTheFeed(page);
 });
 
 test('pause freezes the feed, resume catches up', { skip: ON_REAL }, async () => {
   await page.click('#pause');
   assert.equal(await page.getAttribute('#pause', 'aria-pressed'), 'true');
-  const n0 = await page.$eval('#feed tbody tr[data-n]', (r) => r.dataset.n);
+  // events that arrived before the click belong to the frozen list: render them, then read the top row
+  const n0 = await page.evaluate(() => { window.__hub.flushNow(); return document.querySelector('#feed tbody tr[data-n]').dataset.n; });
   if (!REAL) hub.emit('order', { id: 'pause-test', pair: 'B-ETH_USDT', side: 'buy', status: 'open', order_type: 'limit_order', price: '1.0', total_quantity: '1', remaining_quantity: '1', updated_at: Date.now() });
   await sleep(REAL ? 3000 : 600);
   assert.equal(await page.$eval('#feed tbody tr[data-n]', (r) => r.dataset.n), n0, 'top row unchanged while paused');
@@ -469,6 +399,6 @@ test('load: 200 events/s for 60 s, main-thread responsiveness', { skip: ON_REAL 
 });
 
 test('no request left the page origin; no page errors', async () => {
-  assert.deepEqual(offOrigin, []);
-  assert.deepEqual(pageErrors, []);
+  assert.deepEqual(log.offOrigin, []);
+  assert.deepEqual(log.pageErrors, []);
 });

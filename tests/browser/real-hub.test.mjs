@@ -14,7 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RealHub, Tap, until, TERMINAL } from './real-hub.mjs';
 import {
-  launch, openPage, waitState, stats, feedRows, cell, setPaused, setFilters, frames2,
+  launch, openPage, waitState, stats, feedRows, cell, setPaused, setFilters, frames2, filtersNarrowTheFeed,
   dumpTables, expectedTables, diffTables, parseCsv, CSV_HEADER, COLS,
 } from './helpers.mjs';
 
@@ -165,43 +165,7 @@ test('real hub: a REST test order appears in open orders with its id; cancel rem
 });
 
 test('real hub: filters and free-text search narrow the feed', { skip, timeout: 90000 }, async () => {
-  await setFilters(page, {});
-  // enough varied traffic: orders, positions, both sides, open orders
-  await page.waitForFunction(() => {
-    const f = window.__hub.state.feed;
-    const has = (p) => f.some(p);
-    return f.length > 30 && has((e) => e.type === 'position') && has((e) => e.side === 'sell') && has((e) => e.side === 'buy')
-      && has((e) => e.status === 'open') && has((e) => e.type === 'balance');
-  }, null, { timeout: 60000, polling: 250 });
-  await setPaused(page, true); // a stable list to compare against
-  const allShown = (await stats(page)).shown;
-  for (const [k, v, attr] of [['type', 'order', 'type'], ['type', 'position', 'type'], ['type', 'balance', 'type'], ['side', 'sell', 'side'], ['status', 'open', 'status']]) {
-    await setFilters(page, { [k]: v });
-    const rows = await feedRows(page);
-    const want = await page.evaluate(([attr, v]) => window.__hub.state.frozen.filter((e) => e[attr] === v).length, [attr, v]);
-    assert.ok(rows.length > 0, `filter ${k}=${v} shows rows`);
-    assert.ok(rows.every((r) => r[attr] === v), `filter ${k}=${v} only`);
-    assert.equal((await stats(page)).shown, want, `filter ${k}=${v}: every matching event shown`);
-    assert.ok(want < allShown);
-  }
-  const pair = await page.$eval('#filter-pair option:nth-child(2)', (o) => o.value);
-  await setFilters(page, { pair, type: 'order' });
-  let rows = await feedRows(page);
-  assert.ok(rows.length > 0 && rows.every((r) => r.pair === pair && r.type === 'order'), 'pair + type combined');
-  // search by an order id (case-insensitive): only frames containing it remain
-  const term = await page.evaluate(() => { const f = window.__hub.state.frozen.filter((e) => e.type === 'order'); return f[f.length - 1].f.data.id; });
-  await setFilters(page, { q: term.toUpperCase() });
-  rows = await feedRows(page);
-  const frames = JSON.parse(await page.evaluate(() => window.__hub.exportJson()));
-  const nShown = (await stats(page)).shown;
-  assert.ok(rows.length >= 1 && nShown < allShown);
-  assert.equal(frames.length, nShown, 'export = what is shown');
-  assert.ok(frames.every((f) => JSON.stringify(f).includes(term)));
-  await setFilters(page, { q: 'no-such-text-zzz' });
-  assert.equal((await feedRows(page)).length, 0);
-  await setFilters(page, {});
-  assert.equal((await stats(page)).shown, allShown);
-  await setPaused(page, false);
+  await filtersNarrowTheFeed(page);
 });
 
 test('real hub: pause freezes the feed (tables stay live), resume catches up', { skip, timeout: 60000 }, async () => {
