@@ -123,15 +123,7 @@ fn rejected(metrics: &str, reason: &str) -> f64 {
 }
 
 fn order_record(i: usize) -> Value {
-    let mut r = fixture_records("order-update-batch.json").remove(0);
-    r["id"] = json!(order_id(i));
-    r["status"] = json!("open");
-    r["updated_at"] = json!(1741605260101u64 + i as u64);
-    r
-}
-
-fn order_id(i: usize) -> String {
-    format!("00000000-0000-4000-8000-{i:012}")
+    numbered_orders(i..i + 1, usize::MAX).remove(0)
 }
 
 fn now_secs() -> u64 {

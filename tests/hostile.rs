@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures_util::StreamExt;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -68,23 +68,6 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .expect("VmRSS")
-}
-
-fn order_id(i: usize) -> String {
-    format!("00000000-0000-4000-8000-{i:012}")
-}
-
-fn records() -> Vec<Value> {
-    let template = fixture_records("order-update-batch.json").remove(0);
-    (0..RECORDS)
-        .map(|i| {
-            let mut r = template.clone();
-            r["id"] = json!(order_id(i % ORDERS));
-            r["status"] = json!("open");
-            r["updated_at"] = json!(1741605260101u64 + i as u64);
-            r
-        })
-        .collect()
 }
 
 /// Reads and discards until the peer closes; `Err` if it is still open after `CLOSE_WITHIN`
@@ -324,20 +307,16 @@ async fn run() {
     }
 
     // Meanwhile the exchange streams 2,000 records, 20 per event, paced by the honest readers.
-    let all = records();
+    let all = numbered_orders(0..RECORDS, ORDERS);
     let stream_started = Instant::now();
-    let mut sent = 0u64;
-    for chunk in all.chunks(PER_EVENT) {
-        fake.emit("df-order-update", &event_arg("df-order-update", chunk))
-            .await;
-        sent += chunk.len() as u64;
-        for (n, rx) in progress.iter_mut().enumerate() {
-            tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|got| *got >= sent))
-                .await
-                .unwrap_or_else(|_| panic!("honest client {n} did not get record {sent}"))
-                .ok();
-        }
-    }
+    emit_paced(
+        &fake,
+        &all,
+        PER_EVENT,
+        &mut progress,
+        Duration::from_secs(20),
+    )
+    .await;
     let stream_time = stream_started.elapsed();
 
     let mut honest = Vec::new();

@@ -14,26 +14,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use futures_util::StreamExt;
-use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 const RECORDS: usize = 20_000;
 const PER_EVENT: usize = 50;
 const FAST_CLIENTS: usize = 20;
 const QUEUE: &str = "64";
-
-fn records() -> Vec<Value> {
-    let template = fixture_records("order-update-batch.json").remove(0);
-    (0..RECORDS)
-        .map(|i| {
-            let mut r = template.clone();
-            r["id"] = json!(format!("00000000-0000-4000-8000-{i:012}"));
-            r["status"] = json!("open");
-            r["updated_at"] = json!(1741605260101u64 + i as u64);
-            r
-        })
-        .collect()
-}
 
 /// The `seq` of a frame's text, without parsing the rest.
 fn seq_of(text: &str) -> u64 {
@@ -104,20 +90,16 @@ async fn slow_client_is_evicted_and_fast_clients_get_everything() {
         })
         .collect();
 
-    let all = records();
+    let all = numbered_orders(0..RECORDS, RECORDS);
     let started = Instant::now();
-    let mut sent = 0u64;
-    for chunk in all.chunks(PER_EVENT) {
-        fake.emit("df-order-update", &event_arg("df-order-update", chunk))
-            .await;
-        sent += chunk.len() as u64;
-        for rx in progress.iter_mut() {
-            tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|got| *got >= sent))
-                .await
-                .unwrap_or_else(|_| panic!("a fast client did not get seq {sent}"))
-                .ok();
-        }
-    }
+    emit_paced(
+        &fake,
+        &all,
+        PER_EVENT,
+        &mut progress,
+        Duration::from_secs(30),
+    )
+    .await;
     let emitted_in = started.elapsed();
     let mut fast = Vec::new();
     for r in readers {

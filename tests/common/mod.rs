@@ -50,6 +50,51 @@ pub fn fixture_records(name: &str) -> Vec<Value> {
     serde_json::from_str(data).expect("data is a JSON array")
 }
 
+/// The id of synthetic order `i`: a valid UUID with `i` in its last group.
+pub fn order_id(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
+}
+
+/// Synthetic open orders built from the fixture's first order: record `i` of `range` has id
+/// `order_id(i % distinct_ids)` and `updated_at` 1741605260101 + `i`.
+pub fn numbered_orders(range: std::ops::Range<usize>, distinct_ids: usize) -> Vec<Value> {
+    let template = fixture_records("order-update-batch.json").remove(0);
+    range
+        .map(|i| {
+            let mut r = template.clone();
+            r["id"] = serde_json::json!(order_id(i % distinct_ids));
+            r["status"] = serde_json::json!("open");
+            r["updated_at"] = serde_json::json!(1741605260101u64 + i as u64);
+            r
+        })
+        .collect()
+}
+
+/// Emits `records` as `df-order-update` events of `per_event` records, each one only after
+/// every reader in `progress` has reported all records sent so far (the machine has 2 cores:
+/// an unpaced producer would out-run any reader). Panics naming the reader that fell behind
+/// for longer than `step_timeout`.
+pub async fn emit_paced(
+    fake: &FakeCoinDcx,
+    records: &[Value],
+    per_event: usize,
+    progress: &mut [tokio::sync::watch::Receiver<u64>],
+    step_timeout: Duration,
+) {
+    let mut sent = 0u64;
+    for chunk in records.chunks(per_event) {
+        fake.emit("df-order-update", &event_arg("df-order-update", chunk))
+            .await;
+        sent += chunk.len() as u64;
+        for (n, rx) in progress.iter_mut().enumerate() {
+            tokio::time::timeout(step_timeout, rx.wait_for(|got| *got >= sent))
+                .await
+                .unwrap_or_else(|_| panic!("reader {n} did not get record {sent}"))
+                .ok();
+        }
+    }
+}
+
 /// Builds an event argument `{"event": event, "data": "<JSON text of records>"}`.
 pub fn event_arg(event: &str, records: &[Value]) -> Value {
     serde_json::json!({"event": event, "data": serde_json::to_string(records).unwrap()})
