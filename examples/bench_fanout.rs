@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use coindcx_hub::metrics::sample;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -22,18 +23,6 @@ fn now_ns() -> u128 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos()
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
@@ -64,7 +53,7 @@ async fn main() {
     let config = coindcx_hub::config::Config::from_lookup(|k| env.get(k).cloned()).expect("config");
     let hub = coindcx_hub::start(config).await.expect("hub");
     let addr = hub.addr;
-    let rss_start = rss_kib();
+    let rss_start = hub.hub.metrics.resident_mib();
 
     let mut readers = Vec::new();
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(clients);
@@ -159,10 +148,11 @@ async fn main() {
     let elapsed = start.elapsed();
     all.sort_unstable();
     let metrics = hub.hub.metrics.render();
-    let evictions = metrics
-        .lines()
-        .find(|l| l.starts_with("hub_client_closes_total{reason=\"slow_consumer\"}"))
-        .unwrap_or("slow consumer evictions: 0");
+    let evictions = sample(
+        &metrics,
+        "hub_client_closes_total{reason=\"slow_consumer\"}",
+    )
+    .unwrap_or(0.0);
     let rate_text = if rate > 0 {
         format!("{rate} records/s")
     } else {
@@ -188,11 +178,10 @@ async fn main() {
         pct(&all, 0.99),
         pct(&all, 1.0)
     );
-    println!("  {evictions}");
+    println!("  slow-consumer evictions: {evictions}");
     println!(
-        "  RSS {} MiB at start, {} MiB at end",
-        rss_start / 1024,
-        rss_kib() / 1024
+        "  RSS {rss_start:.1} MiB at start, {:.1} MiB at end",
+        hub.hub.metrics.resident_mib()
     );
     hub.shutdown().await;
 }

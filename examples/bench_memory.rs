@@ -13,19 +13,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
 #[tokio::main]
 async fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -62,7 +49,7 @@ async fn main() {
     let seq_before = hub.hub.status.to_json()["seq"].as_u64().unwrap_or(0);
     println!(
         "bench_memory: {total} records; RSS {:.1} MiB after start",
-        rss_mib()
+        hub.hub.metrics.resident_mib()
     );
     let start = Instant::now();
     let mut sent = 0u64;
@@ -97,7 +84,7 @@ async fn main() {
             println!(
                 "  {:>8} records  RSS {:>6.1} MiB  history {:>6}  orders held {:>4} (terminal {:>3})  {:.1} s",
                 sent,
-                rss_mib(),
+                hub.hub.metrics.resident_mib(),
                 s["held"]["history"],
                 s["held"]["orders"],
                 s["held"]["terminal_orders"],

@@ -1,7 +1,8 @@
 //! Prometheus metrics: every drop, eviction and skip is counted here.
 //!
 //! One [`Metrics`] per hub (its own registry, so several hubs can live in one test process),
-//! rendered as Prometheus text by `GET /metrics`.
+//! rendered as Prometheus text by `GET /metrics`, with the standard `process_*` series
+//! (resident memory, CPU, open fds) on Linux.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -30,6 +31,12 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process metrics register once per registry");
         macro_rules! reg {
             ($m:expr) => {{
                 let m = $m.expect("metric definition is valid");
@@ -161,6 +168,11 @@ impl Metrics {
         }
     }
 
+    /// This process's resident memory in MiB, as `/metrics` reports it (0 where unknown).
+    pub fn resident_mib(&self) -> f64 {
+        sample(&self.render(), "process_resident_memory_bytes").unwrap_or(0.0) / 1048576.0
+    }
+
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -168,6 +180,15 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// The value of one series (`name` or `name{labels}`, exactly as rendered) in Prometheus text.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    })
 }
 
 impl Default for Metrics {

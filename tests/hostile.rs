@@ -60,14 +60,11 @@ fn open_files_limit() -> u64 {
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/pid/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
+/// The hub's resident memory in KiB, as its own `/metrics` reports it.
+async fn rss_kib(addr: SocketAddr) -> u64 {
+    let (code, text) = http_get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    (metric(&text, "process_resident_memory_bytes").expect("process metrics") / 1024.0) as u64
 }
 
 /// Reads and discards until the peer closes; `Err` if it is still open after `CLOSE_WITHIN`
@@ -244,7 +241,7 @@ async fn run() {
     }
     assert!(wait_until(|| fake.joins() == 1, Duration::from_secs(10)).await);
     assert_eq!(status(addr).await["active_connections"], HONEST as u64);
-    let rss_before = rss_kib(pid);
+    let rss_before = rss_kib(addr).await;
 
     let mut progress = Vec::new();
     let readers: Vec<_> = honest
@@ -381,7 +378,7 @@ async fn run() {
         "a new client starts after the stream"
     );
 
-    let rss_after = rss_kib(pid);
+    let rss_after = rss_kib(addr).await;
     let growth = rss_after.saturating_sub(rss_before);
     eprintln!(
         "hostile: {SILENT} head-less + {GARBAGE} garbage connections against {HONEST} honest clients"

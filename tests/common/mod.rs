@@ -499,13 +499,8 @@ pub async fn status(addr: SocketAddr) -> Value {
 }
 
 /// The value of one Prometheus sample line (`name{labels}`), if present.
-pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .map(|v| v.trim().parse::<f64>().unwrap())
-    })
-}
+#[allow(unused_imports)] // not every test binary reads metrics
+pub use coindcx_hub::metrics::sample as metric;
 
 // ---------------------------------------------------------------------------------------------
 // A browser-like WebSocket client
