@@ -127,6 +127,20 @@ async fn wrong_secret_means_auth_failed_without_a_loop() {
     assert_eq!(fake.connected(), 0);
     assert_eq!(status(hub.addr).await["upstream"]["state"], "auth_failed");
 
+    // A browser that arrives while it lasts is told right after its snapshot.
+    let (mut newcomer, _) = Client::connect_greeted(hub.addr).await;
+    let sys = newcomer.next_json(Duration::from_secs(5)).await;
+    assert_eq!(sys["type"], "system", "{sys}");
+    assert_eq!(sys["data"]["upstream_state"], "auth_failed", "{sys}");
+    assert!(
+        sys["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("authentication failed"),
+        "{sys}"
+    );
+    newcomer.close().await;
+
     // A browser that leaves and comes back does not restart the attempts early.
     c.close().await;
     let (mut again, _) = Client::connect_greeted(hub.addr).await;

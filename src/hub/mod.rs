@@ -151,6 +151,8 @@ pub struct Hub {
     state: AccountState,
     linger_until: Option<Instant>,
     upstream_state: UpstreamState,
+    /// The detail of the last upstream state report (why it is in that state).
+    upstream_detail: String,
     /// Set after the upstream was lost, so the next join is announced as a re-join.
     was_lost: bool,
     unknown_events: std::collections::HashSet<String>,
@@ -174,6 +176,7 @@ pub fn spawn(settings: HubSettings, metrics: Arc<Metrics>, upstream: UpstreamInp
         state: AccountState::new(TERMINAL_ORDERS_KEPT),
         linger_until: None,
         upstream_state: UpstreamState::Idle,
+        upstream_detail: String::new(),
         was_lost: false,
         unknown_events: Default::default(),
         shutting_down: false,
@@ -284,6 +287,14 @@ impl Hub {
                     self.state.snapshot(self.seq),
                 ));
             }
+        }
+        if self.upstream_state == UpstreamState::AuthFailed {
+            // Whoever arrives now learns it at once, not only those present when it happened.
+            initial.push(frame::system_frame(
+                &self.settings.epoch,
+                reports::AUTH_FAILED,
+                reports::auth_failed_data(&self.upstream_detail),
+            ));
         }
         let (tx, frames) = mpsc::channel(self.settings.client_queue);
         let (close_tx, close) = oneshot::channel();

@@ -3,13 +3,22 @@
 //! stream's view goes out marked `"reconciled": true`).
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::Hub;
 use crate::normalize::normalize_records;
 use crate::record::{Kind, Record};
 use crate::upstream::supervisor::{AccountView, Report};
 use crate::upstream::UpstreamState;
+
+/// The `system` notice for bad credentials: broadcast when it happens, and repeated to every
+/// client that connects while it lasts (it needs someone to fix the configuration).
+pub(super) const AUTH_FAILED: &str =
+    "upstream authentication failed: check COINDCX_API_KEY / COINDCX_API_SECRET";
+
+pub(super) fn auth_failed_data(detail: &str) -> Value {
+    json!({"coindcx_connected": false, "upstream_state": "auth_failed", "reason": detail})
+}
 
 impl Hub {
     pub(super) fn on_report(&mut self, report: Report) {
@@ -22,6 +31,7 @@ impl Hub {
                 self.status.set_upstream(state, &detail, reconnects);
                 let before = self.upstream_state;
                 self.upstream_state = state;
+                self.upstream_detail.clone_from(&detail);
                 if before == state {
                     return;
                 }
@@ -51,10 +61,7 @@ impl Hub {
                     }
                     UpstreamState::AuthFailed => {
                         self.was_lost = true;
-                        self.broadcast_system(
-                            "upstream authentication failed: check COINDCX_API_KEY / COINDCX_API_SECRET",
-                            json!({"coindcx_connected": false, "upstream_state": "auth_failed", "reason": detail}),
-                        );
+                        self.broadcast_system(AUTH_FAILED, auth_failed_data(&detail));
                     }
                     UpstreamState::Idle => self.was_lost = false,
                     _ => {}
