@@ -7,6 +7,9 @@
 //! - three disconnects within 2 s of `join` in a row, or a 401 from REST, mean bad credentials:
 //!   state `auth_failed`, retried at most every 5 minutes while clients are connected;
 //! - after every join, fetch the account over REST so nothing missed while away stays stale.
+//!   The fetch starts [`JOIN_SETTLE`] after the join is emitted: CoinDCX never acknowledges a
+//!   join, and an account change that lands after a fetch made before the server processed the
+//!   join would be in neither the stream nor the fetch (seen against the simulator under load).
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -30,6 +33,8 @@ const QUICK_DROPS_FOR_AUTH_FAILURE: u32 = 3;
 const AUTH_RETRY: Duration = Duration::from_secs(300);
 /// A connection that has not reached the Socket.IO Connect event by then is given up.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after emitting `join` the post-join REST fetch starts (see the module docs).
+pub const JOIN_SETTLE: Duration = Duration::from_secs(1);
 
 /// What the hub asks of the supervisor.
 #[derive(Debug)]
@@ -226,7 +231,7 @@ impl Task {
             }
             Command::Reconcile => {
                 if self.state == UpstreamState::Joined {
-                    self.start_reconcile();
+                    self.start_reconcile(Duration::ZERO);
                 }
             }
         }
@@ -268,7 +273,7 @@ impl Task {
                 self.attempt = 0;
                 log::info!(target: "upstream", "joined channel coindcx");
                 self.set_state(UpstreamState::Joined, "joined").await;
-                self.start_reconcile();
+                self.start_reconcile(JOIN_SETTLE);
             }
             Signal::Closed(reason) => {
                 let quick = self.joined_at.is_some_and(|t| t.elapsed() < QUICK_DROP);
@@ -309,7 +314,8 @@ impl Task {
         self.set_state(UpstreamState::AuthFailed, why).await;
     }
 
-    fn start_reconcile(&mut self) {
+    /// Fetches the account over REST after `delay`, replacing any fetch still running.
+    fn start_reconcile(&mut self, delay: Duration) {
         let Some(account) = self.account.clone() else {
             return;
         };
@@ -317,6 +323,7 @@ impl Task {
             r.abort();
         }
         self.reconcile = Some(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
             let started_at = Utc::now();
             account.fetch().await.map(|view| (view, started_at))
         }));
