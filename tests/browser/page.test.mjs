@@ -237,7 +237,8 @@ test('keyboard reaches the controls', async () => {
   for (const id of ['filter-type', 'filter-pair', 'filter-side', 'filter-status', 'search', 'pause', 'export-csv', 'export-json']) assert.ok(seen.has(id), `${id} reachable by Tab`);
   for (const id of ['orders-table', 'positions-table', 'balances-table', 'feed']) {
     assert.ok(seen.has('TR'), 'a table row is a Tab stop');
-    assert.equal(await page.$$eval(`#${id} tbody tr[data-n], #${id} tbody tr[data-id]`, (rs) => rs.filter((r) => r.tabIndex === 0).length), 1, `${id}: exactly one row is the table's Tab stop`);
+    const [rows, stops] = await page.$$eval(`#${id} tbody tr[data-n], #${id} tbody tr[data-id]`, (rs) => [rs.length, rs.filter((r) => r.tabIndex === 0).length]);
+    assert.equal(stops, 1, `${id}: exactly one of its ${rows} rows is the table's Tab stop`);
   }
   // arrow keys move between rows (feed paused so rows stay put)
   await setPaused(page, true);
