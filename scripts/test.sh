@@ -14,6 +14,11 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+step "node socket.io 2 and 4 servers for the upstream tests"
+# tests/fake-coindcx is a real socket.io server (the exchange runs socket.io; the in-process
+# socketioxide fake behaves differently), run under node by the upstream life-cycle tests.
+(cd tests/fake-coindcx && npm ci --no-audit --no-fund --silent)
+
 step "cargo test (unit + integration)"
 cargo test --all-targets -- --test-threads=2
 

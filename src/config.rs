@@ -33,6 +33,27 @@ pub enum AllowedOrigins {
     List(Vec<String>),
 }
 
+/// Which `Host` header values the account routes answer (DNS-rebinding defence, SPEC §6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllowedHosts {
+    /// `*`: no Host check (a proxy that rewrites `Host`).
+    Any,
+    /// Loopback names and the bind address (with the bound port), plus these extra entries
+    /// (`desk.example` = any port, `desk.example:8443` = that port only), lower-case.
+    List(Vec<String>),
+}
+
+/// Engine.IO revision spoken towards the exchange (`COINDCX_EIO`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EioMode {
+    /// Decide from the server's open packet (EIO4's carries `maxPayload`, EIO3's does not).
+    Auto,
+    /// Engine.IO 3 (socket.io 2): the client pings every `pingInterval`.
+    V3,
+    /// Engine.IO 4 (socket.io 3/4): the server pings.
+    V4,
+}
+
 #[derive(Clone, Debug)]
 pub struct SimulatorSettings {
     pub bind: SocketAddr,
@@ -53,6 +74,8 @@ pub struct Config {
     /// HS256 secret for per-user signed tokens (JWT with `exp`).
     pub jwt_secret: Option<String>,
     pub allowed_origins: AllowedOrigins,
+    pub allowed_hosts: AllowedHosts,
+    pub eio: EioMode,
     pub max_clients: usize,
     /// 0 = no per-address cap.
     pub max_clients_per_ip: usize,
@@ -131,6 +154,15 @@ impl Config {
         let auth_token = var("HUB_AUTH_TOKEN");
         let jwt_secret = var("HUB_JWT_SECRET");
         let allowed_origins = parse_origins(var("HUB_ALLOWED_ORIGINS"))?;
+        let allowed_hosts = parse_hosts(var("HUB_ALLOWED_HOSTS"))?;
+        let eio = match var("COINDCX_EIO").as_deref() {
+            None | Some("auto") => EioMode::Auto,
+            Some("3") => EioMode::V3,
+            Some("4") => EioMode::V4,
+            Some(other) => {
+                return Err(err("COINDCX_EIO", format!("{other:?} is not auto, 3 or 4")))
+            }
+        };
         let max_clients = parse_num(
             "HUB_MAX_CLIENTS",
             var("HUB_MAX_CLIENTS"),
@@ -180,6 +212,8 @@ impl Config {
             auth_token,
             jwt_secret,
             allowed_origins,
+            allowed_hosts,
+            eio,
             max_clients,
             max_clients_per_ip,
             client_queue,
@@ -294,6 +328,29 @@ fn parse_origins(value: Option<String>) -> Result<AllowedOrigins, ConfigError> {
     Ok(AllowedOrigins::List(items))
 }
 
+fn parse_hosts(value: Option<String>) -> Result<AllowedHosts, ConfigError> {
+    let Some(text) = value else {
+        return Ok(AllowedHosts::List(Vec::new()));
+    };
+    let items: Vec<String> = text
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if items.iter().any(|s| s == "*") {
+        return Ok(AllowedHosts::Any);
+    }
+    for item in &items {
+        if item.contains("://") || item.contains('/') || item.contains(char::is_whitespace) {
+            return Err(err(
+                "HUB_ALLOWED_HOSTS",
+                format!("{item:?} is not a host like desk.example or desk.example:8443"),
+            ));
+        }
+    }
+    Ok(AllowedHosts::List(items))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +375,22 @@ mod tests {
         );
         assert_eq!(c.ws_url, "wss://stream.coindcx.com");
         assert_eq!(c.allowed_origins, AllowedOrigins::SameHost);
+        assert_eq!(c.allowed_hosts, AllowedHosts::List(vec![]));
+        assert_eq!(c.eio, EioMode::Auto);
+        let c = cfg(&[
+            ("HUB_ALLOWED_HOSTS", "Desk.Example, desk2:8443"),
+            ("COINDCX_EIO", "3"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.allowed_hosts,
+            AllowedHosts::List(vec!["desk.example".into(), "desk2:8443".into()])
+        );
+        assert_eq!(c.eio, EioMode::V3);
+        assert_eq!(
+            cfg(&[("HUB_ALLOWED_HOSTS", "*")]).unwrap().allowed_hosts,
+            AllowedHosts::Any
+        );
         let named = cfg(&[("HUB_BIND", "localhost:8123")]).unwrap();
         assert!(named.bind.ip().is_loopback() && named.bind.port() == 8123);
     }
@@ -349,6 +422,13 @@ mod tests {
             cfg(&[("HUB_ALLOWED_ORIGINS", "evil")]).unwrap_err().var,
             "HUB_ALLOWED_ORIGINS"
         );
+        assert_eq!(
+            cfg(&[("HUB_ALLOWED_HOSTS", "https://desk.example")])
+                .unwrap_err()
+                .var,
+            "HUB_ALLOWED_HOSTS"
+        );
+        assert_eq!(cfg(&[("COINDCX_EIO", "5")]).unwrap_err().var, "COINDCX_EIO");
     }
 
     #[test]
