@@ -635,3 +635,165 @@ impl Client {
         .await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A real socket.io server (node): tests/fake-coindcx, socket.io@2.4.1 (EIO3) or @4.8.1 (EIO4)
+
+/// Which socket.io the node fake runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sio {
+    /// socket.io 2.4.1: Engine.IO 3, the client must ping.
+    V2,
+    /// socket.io 4.8.1 (allowEIO3): Engine.IO 4, the server pings; drops an event that arrives
+    /// together with the disconnect.
+    V4,
+}
+
+/// `tests/fake-coindcx/server.js` under node on free ports, killed when dropped. Its Socket.IO
+/// port speaks real socket.io; its control port answers `/stats`, `/emit`, `/rate`,
+/// `/disconnect-all`, `/reset` and the futures REST read routes (signed).
+pub struct NodeFake {
+    pub port: u16,
+    pub ctl_port: u16,
+    pub sio: Sio,
+    child: KillOnDrop,
+}
+
+impl NodeFake {
+    pub async fn start(sio: Sio) -> NodeFake {
+        Self::start_with(sio, &[]).await
+    }
+
+    /// `env`: extra variables (e.g. `FAKE_PING_INTERVAL`, `FAKE_SECRET`).
+    pub async fn start_with(sio: Sio, env: &[(&str, &str)]) -> NodeFake {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fake-coindcx");
+        assert!(
+            std::path::Path::new(dir).join("node_modules").exists(),
+            "run `npm ci` in tests/fake-coindcx first (scripts/test.sh does)"
+        );
+        let (port, ctl_port) = (free_port(), free_port());
+        let mut cmd = std::process::Command::new("node");
+        cmd.arg("server.js")
+            .current_dir(dir)
+            .env("FAKE_PORT", port.to_string())
+            .env("FAKE_CTL_PORT", ctl_port.to_string())
+            .env("FAKE_KEY", API_KEY)
+            .env("FAKE_SECRET", API_SECRET)
+            .env("FAKE_SIO", if sio == Sio::V4 { "v4" } else { "v2" })
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = KillOnDrop(cmd.spawn().expect("node runs tests/fake-coindcx/server.js"));
+        let fake = NodeFake {
+            port,
+            ctl_port,
+            sio,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let up = reqwest::Client::new()
+                .get(format!("{}/stats", fake.ctl_url()))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            let sio_up = TcpStream::connect(("127.0.0.1", port)).await.is_ok();
+            if up && sio_up {
+                return fake;
+            }
+            assert!(Instant::now() < deadline, "node fake did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The Socket.IO address, as `COINDCX_WS_URL`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The control + REST address, as `COINDCX_API_URL`.
+    pub fn ctl_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ctl_port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// `GET /stats` as JSON.
+    pub async fn stats(&self) -> Value {
+        self.ctl("GET", "/stats", None).await
+    }
+
+    /// One counter of `/stats` (`leaves`, `joins_ok`, `total_connects`, `room_size`, ...).
+    pub async fn stat(&self, name: &str) -> u64 {
+        let stats = self.stats().await;
+        stats[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("/stats has no number {name:?}: {stats}"))
+    }
+
+    /// Polls one `/stats` counter until `cond` holds or `timeout` passes; returns the last value.
+    pub async fn wait_stat(
+        &self,
+        name: &str,
+        cond: impl Fn(u64) -> bool,
+        timeout: Duration,
+    ) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.stat(name).await;
+            if cond(v) || Instant::now() >= deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `POST path` with a JSON body, answer as JSON (`Null` when not JSON).
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        self.ctl("POST", path, Some(body)).await
+    }
+
+    async fn ctl(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let client = reqwest::Client::new();
+        let url = format!("{}{path}", self.ctl_url());
+        let req = match method {
+            "POST" => client.post(&url).json(&body.unwrap_or(Value::Null)),
+            _ => client.get(&url),
+        };
+        let resp = req
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let text = resp.text().await.unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Hub configuration against this server (REST on the control port), plus `extra`.
+    pub fn hub_config(&self, extra: &[(&str, &str)]) -> coindcx_hub::config::Config {
+        let mut map: HashMap<String, String> = HashMap::new();
+        map.insert("HUB_BIND".into(), "127.0.0.1:0".into());
+        map.insert("COINDCX_API_KEY".into(), API_KEY.into());
+        map.insert("COINDCX_API_SECRET".into(), API_SECRET.into());
+        map.insert("COINDCX_WS_URL".into(), self.url());
+        map.insert("COINDCX_API_URL".into(), self.ctl_url());
+        for (k, v) in extra {
+            map.insert(k.to_string(), v.to_string());
+        }
+        coindcx_hub::config::Config::from_lookup(|k| map.get(k).cloned())
+            .expect("valid test config")
+    }
+
+    /// Starts an in-process hub against this server.
+    pub async fn start_hub(&self, extra: &[(&str, &str)]) -> coindcx_hub::RunningHub {
+        let _ = env_logger::builder().is_test(true).try_init();
+        coindcx_hub::start(self.hub_config(extra))
+            .await
+            .expect("hub starts")
+    }
+}
