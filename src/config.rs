@@ -61,6 +61,9 @@ pub struct SimulatorSettings {
     pub seed: u64,
 }
 
+/// Default of `HUB_HISTORY_BYTES` and `HUB_UPSTREAM_QUEUE_BYTES`: 64 MiB each.
+const DEFAULT_QUEUE_BYTES: u64 = 64 << 20;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub bind: SocketAddr,
@@ -81,6 +84,10 @@ pub struct Config {
     pub max_clients_per_ip: usize,
     pub client_queue: usize,
     pub history: usize,
+    /// Bytes of frame text the resume history may hold.
+    pub history_bytes: usize,
+    /// Bytes of exchange events that may wait for the hub before the upstream records a gap.
+    pub upstream_queue_bytes: usize,
     pub allow_anonymous: bool,
     pub simulator: SimulatorSettings,
 }
@@ -185,6 +192,20 @@ impl Config {
             1_000_000,
         )? as usize;
         let history = parse_num("HUB_HISTORY", var("HUB_HISTORY"), 10_000, 0, 10_000_000)? as usize;
+        let history_bytes = parse_num(
+            "HUB_HISTORY_BYTES",
+            var("HUB_HISTORY_BYTES"),
+            DEFAULT_QUEUE_BYTES,
+            1024,
+            1 << 40,
+        )? as usize;
+        let upstream_queue_bytes = parse_num(
+            "HUB_UPSTREAM_QUEUE_BYTES",
+            var("HUB_UPSTREAM_QUEUE_BYTES"),
+            DEFAULT_QUEUE_BYTES,
+            1024,
+            1 << 40,
+        )? as usize;
         let allow_anonymous = parse_bool("HUB_ALLOW_ANONYMOUS", var("HUB_ALLOW_ANONYMOUS"))?;
         if !bind.ip().is_loopback()
             && auth_token.is_none()
@@ -218,6 +239,8 @@ impl Config {
             max_clients_per_ip,
             client_queue,
             history,
+            history_bytes,
+            upstream_queue_bytes,
             allow_anonymous,
             simulator,
         })
@@ -372,6 +395,10 @@ mod tests {
         assert_eq!(
             (c.max_clients, c.client_queue, c.history),
             (10_000, 1024, 10_000)
+        );
+        assert_eq!(
+            (c.history_bytes, c.upstream_queue_bytes),
+            (64 << 20, 64 << 20)
         );
         assert_eq!(c.ws_url, "wss://stream.coindcx.com");
         assert_eq!(c.allowed_origins, AllowedOrigins::SameHost);

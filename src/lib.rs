@@ -48,7 +48,8 @@ use upstream::account::RestAccount;
 use upstream::socketio::SocketIoTransport;
 use upstream::supervisor::{self, Wiring};
 
-/// Exchange events waiting for the hub; beyond this the upstream records a gap and reconciles.
+/// Exchange events waiting for the hub; beyond this (or `HUB_UPSTREAM_QUEUE_BYTES`) the upstream
+/// records a gap and reconciles.
 const UPSTREAM_QUEUE: usize = 65_536;
 
 /// A started hub: its address and handles to stop it.
@@ -113,13 +114,14 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         }
     };
     let metrics = Arc::new(Metrics::new());
-    let (records_tx, records) = mpsc::channel(UPSTREAM_QUEUE);
+    let (records_tx, records) = upstream::record_queue(UPSTREAM_QUEUE, config.upstream_queue_bytes);
+    let held_open = upstream::account::HeldOpen::default();
     let (reports_tx, reports) = mpsc::channel(64);
     let gap = Arc::new(AtomicBool::new(false));
     let rest = Arc::new(rest::RestClient::new(&api_url, &key, &secret));
     let supervisor = supervisor::spawn(
         Arc::new(SocketIoTransport::new(&ws_url, &key, &secret)),
-        Some(Arc::new(RestAccount(rest))),
+        Some(Arc::new(RestAccount::new(rest, held_open.clone()))),
         Wiring {
             records: records_tx,
             reports: reports_tx,
@@ -133,6 +135,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             upstream_kind: config.upstream.as_str(),
             client_queue: config.client_queue,
             history: config.history,
+            history_bytes: config.history_bytes,
             linger: config.linger,
         },
         metrics,
@@ -141,6 +144,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             reports,
             gap,
             supervisor,
+            held_open,
         },
     );
     let state = web::Data::new(http::AppState::new(hub.clone(), Arc::new(config.clone())));

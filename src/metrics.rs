@@ -26,6 +26,12 @@ pub struct Metrics {
     pub reconcile_changes: IntCounter,
     pub rejected_upgrades: IntCounterVec,
     pub latency: Histogram,
+    /// Known fields that could not be typed and were delivered as null, by event and field.
+    pub bad_fields: IntCounterVec,
+    /// Events the upstream could not queue for the hub, by the limit that bit (events/bytes).
+    pub upstream_queue_full: IntCounterVec,
+    /// Frames dropped from the resume history early because of `HUB_HISTORY_BYTES`.
+    pub history_trimmed_by_bytes: IntCounter,
 }
 
 impl Metrics {
@@ -114,6 +120,20 @@ impl Metrics {
                     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
                 ])
             )),
+            bad_fields: reg!(counter_vec(
+                "hub_bad_fields_total",
+                "Record fields that could not be typed and were delivered as null",
+                &["event", "field"]
+            )),
+            upstream_queue_full: reg!(counter_vec(
+                "hub_upstream_queue_full_total",
+                "Exchange events dropped because the hub's queue was full, by limit",
+                &["limit"]
+            )),
+            history_trimmed_by_bytes: reg!(IntCounter::new(
+                "hub_history_trimmed_by_bytes_total",
+                "Frames dropped from the resume history early to stay under HUB_HISTORY_BYTES"
+            )),
             registry,
         };
         metrics.preregister();
@@ -150,6 +170,9 @@ impl Metrics {
             "bad_query",
         ] {
             self.rejected_upgrades.with_label_values(&[r]);
+        }
+        for l in ["events", "bytes"] {
+            self.upstream_queue_full.with_label_values(&[l]);
         }
         self.set_upstream_state("idle");
     }

@@ -170,6 +170,9 @@ pub struct Record {
     pub updated_at: Option<i64>,
     /// The record: decimals as exact strings, timestamps as integers, the rest verbatim.
     pub data: Map<String, Value>,
+    /// Known fields whose value could not be typed (`"stop_price": ""`): they are null in
+    /// `data`, and the hub counts them. One bad optional field never costs the whole record.
+    pub bad_fields: Vec<String>,
 }
 
 /// Why one record was skipped.
@@ -191,8 +194,17 @@ impl Record {
             other => return Err(RecordError::NotObject(json_type(&other))),
         };
         let schema = kind.schema();
+        let mut bad_fields = Vec::new();
         for (name, field) in data.iter_mut() {
-            normalize_field(schema, name, field)?;
+            if let Err(e) = normalize_field(schema, name, field) {
+                // The key is needed to place the record; anything else degrades to null.
+                if name == schema.key {
+                    return Err(e);
+                }
+                log::debug!(target: "record", "{} record: {e}; kept with the field null", kind.frame_type());
+                *field = Value::Null;
+                bad_fields.push(name.clone());
+            }
         }
         let key = match data.get(schema.key) {
             Some(Value::String(k)) if !k.is_empty() => k.clone(),
@@ -209,6 +221,7 @@ impl Record {
             status,
             updated_at,
             data,
+            bad_fields,
         })
     }
 

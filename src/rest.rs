@@ -101,7 +101,11 @@ impl RestClient {
             ("side", Value::String(side.to_string())),
             ("page", Value::String(page.to_string())),
             ("size", Value::String(size.to_string())),
-            ("margin_currency_short_name", serde_json::json!(["USDT"])),
+            // Both margin currencies: an INR-margined order is as much the account's as a USDT one.
+            (
+                "margin_currency_short_name",
+                serde_json::json!(["USDT", "INR"]),
+            ),
         ];
         let v = self.call(reqwest::Method::POST, "/orders", params).await?;
         rows(v)

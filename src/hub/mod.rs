@@ -8,6 +8,7 @@
 //! - Because one task assigns seqs and serves joins, a new client's snapshot at seq N is always
 //!   followed by exactly the events from N+1: no gap, no duplicate.
 
+mod finished;
 pub mod frame;
 pub mod history;
 mod reports;
@@ -28,7 +29,8 @@ use crate::metrics::Metrics;
 use crate::normalize::{normalize, PayloadError};
 use crate::record::Record;
 use crate::upstream::supervisor::{Command as UpCommand, Report, Supervisor};
-use crate::upstream::{RawEvent, UpstreamState};
+use crate::upstream::account::HeldOpen;
+use crate::upstream::{RawEvent, RecordRx, UpstreamState};
 use frame::Frame;
 use history::History;
 use state::{AccountState, Apply};
@@ -122,15 +124,18 @@ pub struct HubSettings {
     pub upstream_kind: &'static str,
     pub client_queue: usize,
     pub history: usize,
+    pub history_bytes: usize,
     pub linger: Duration,
 }
 
 /// The hub's inputs from the upstream side.
 pub struct UpstreamInputs {
-    pub records: mpsc::Receiver<RawEvent>,
+    pub records: RecordRx,
     pub reports: mpsc::Receiver<Report>,
     pub gap: Arc<AtomicBool>,
     pub supervisor: Supervisor,
+    /// The order ids held as open, kept current here for the REST reconcile to read.
+    pub held_open: HeldOpen,
 }
 
 struct Client {
@@ -164,7 +169,12 @@ pub fn spawn(settings: HubSettings, metrics: Arc<Metrics>, upstream: UpstreamInp
     let status = Arc::new(Status::new(settings.epoch.clone(), settings.upstream_kind));
     let (tx, commands) = mpsc::channel(1024);
     let hub = Hub {
-        history: History::new(settings.history),
+        history: History::new(settings.history, settings.history_bytes),
+        state: AccountState::with_limits(
+            TERMINAL_ORDERS_KEPT,
+            finished::FINISHED_IDS_KEPT,
+            upstream.held_open.clone(),
+        ),
         settings,
         status: status.clone(),
         metrics: metrics.clone(),
@@ -173,7 +183,6 @@ pub fn spawn(settings: HubSettings, metrics: Arc<Metrics>, upstream: UpstreamInp
         clients: HashMap::new(),
         next_client: 0,
         seq: 0,
-        state: AccountState::new(TERMINAL_ORDERS_KEPT),
         linger_until: None,
         upstream_state: UpstreamState::Idle,
         upstream_detail: String::new(),
@@ -204,8 +213,8 @@ impl Hub {
                     // Drain what is already queued in one go, but let commands in regularly.
                     for _ in 0..256 {
                         match self.upstream.records.try_recv() {
-                            Ok(raw) => self.on_raw(raw),
-                            Err(_) => break,
+                            Some(raw) => self.on_raw(raw),
+                            None => break,
                         }
                     }
                     self.check_gap();
@@ -358,6 +367,13 @@ impl Hub {
             log::warn!(target: "hub", "skipped {} record #{index}: {e}", raw.event);
         }
         for rec in normalized.records {
+            for field in &rec.bad_fields {
+                self.metrics
+                    .bad_fields
+                    .with_label_values(&[&raw.event, field])
+                    .inc();
+                log::warn!(target: "hub", "{} record {}: field {field:?} could not be typed; delivered as null", raw.event, rec.key);
+            }
             self.publish(rec, raw.received_at, false);
         }
     }
@@ -371,6 +387,12 @@ impl Hub {
                 return;
             }
         }
+        self.deliver(rec, at, reconciled, false);
+    }
+
+    /// Sequences, stores, records in history and fans out a record already judged news.
+    /// `missing`: a held-open order the reconcile could not account for (see `reports`).
+    fn deliver(&mut self, rec: Record, at: DateTime<Utc>, reconciled: bool, missing: bool) {
         self.seq += 1;
         let kind = rec.kind;
         let updated_at = rec.updated_at;
@@ -384,16 +406,26 @@ impl Hub {
             &rec.data,
         );
         // Serialized from the record above; now the state takes it without a copy.
-        self.state.store(rec, at);
-        self.history.push(self.seq, bytes.clone());
+        if missing {
+            self.state.mark_missing(rec, at);
+        } else {
+            self.state.store(rec, at);
+        }
+        let trimmed = self.history.push(self.seq, bytes.clone());
+        if trimmed > 0 {
+            self.metrics.history_trimmed_by_bytes.inc_by(trimmed as u64);
+        }
         self.status.record_event(self.seq, at);
         self.record_sizes();
         self.metrics
             .events_in
             .with_label_values(&[kind.frame_type()])
             .inc();
-        if let Some(updated_at) = updated_at {
-            let lag_ms = Utc::now().timestamp_millis() - updated_at;
+        // Only live stream records measure exchange-to-send latency: a reconciled record's
+        // `updated_at` is when the exchange changed it, possibly long before the hub was back.
+        // The timestamp is exchange input: saturate rather than overflow on hostile values.
+        if let (Some(updated_at), false) = (updated_at, reconciled) {
+            let lag_ms = Utc::now().timestamp_millis().saturating_sub(updated_at);
             if (0..86_400_000).contains(&lag_ms) {
                 self.metrics.latency.observe(lag_ms as f64 / 1000.0);
             }

@@ -2,14 +2,25 @@
 //!
 //! Updated in seq order by the hub task, it answers two questions: "is this record news?"
 //! (exact repeats and stale updates are dropped; an order never leaves a terminal status) and
-//! "what does a new client need?" (the snapshot). Terminal orders are kept only up to a cap.
+//! "what does a new client need?" (the snapshot). Terminal orders are kept only up to a cap;
+//! their ids are remembered much longer ([`FinishedIds`]) so a late repeat stays dropped.
+//!
+//! It also keeps the shared [`HeldOpen`] set current (the ids it holds as open), which the REST
+//! reconcile reads to know which finished orders it must look for.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use super::finished::{FinishedIds, FINISHED_IDS_KEPT};
 use crate::record::{Kind, OrderStatus, Record};
+use crate::upstream::account::HeldOpen;
+
+/// The field a reconcile adds to an order that the exchange's REST API no longer lists as open
+/// and that could not be found among its finished orders either (SPEC §3, README "Reconcile").
+pub const RECONCILE_FIELD: &str = "reconcile";
+pub const MISSING_FROM_REST: &str = "missing_from_rest";
 
 /// How an incoming record relates to the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,23 +39,42 @@ struct Entry {
     updated_at: Option<i64>,
     /// When the stream last changed this row (REST results older than this lose).
     changed_at: DateTime<Utc>,
+    /// An order a reconcile could not account for: no longer held as open, but a newer update
+    /// from the exchange is still accepted.
+    missing: bool,
+}
+
+impl Entry {
+    fn is_finished(&self) -> bool {
+        self.missing || self.status.is_some_and(OrderStatus::is_terminal)
+    }
 }
 
 pub struct AccountState {
     orders: HashMap<String, Entry>,
-    /// Terminal order ids, oldest first, capped.
+    /// Terminal (and missing) order ids, oldest first, capped.
     terminal: VecDeque<String>,
     terminal_cap: usize,
+    /// Every order id seen terminal, far beyond `terminal_cap`.
+    finished: FinishedIds,
+    /// The ids of `orders` held as open, shared with the REST reconcile.
+    held_open: HeldOpen,
     positions: HashMap<String, Entry>,
     balances: BTreeMap<String, Entry>,
 }
 
 impl AccountState {
     pub fn new(terminal_cap: usize) -> Self {
+        Self::with_limits(terminal_cap, FINISHED_IDS_KEPT, HeldOpen::default())
+    }
+
+    pub fn with_limits(terminal_cap: usize, finished_cap: usize, held_open: HeldOpen) -> Self {
         AccountState {
             orders: HashMap::new(),
             terminal: VecDeque::new(),
             terminal_cap,
+            finished: FinishedIds::new(finished_cap),
+            held_open,
             positions: HashMap::new(),
             balances: BTreeMap::new(),
         }
@@ -63,6 +93,10 @@ impl AccountState {
     /// Whether `rec` is news: new, changed, or a repeat / stale update to drop.
     pub fn judge(&self, rec: &Record) -> Apply {
         let Some(old) = self.table(rec.kind).get(&rec.key) else {
+            if rec.kind == Kind::Order && self.finished.contains(&rec.key) {
+                // Finished long ago and evicted from the cache: a repeat, not a new order.
+                return Apply::Stale;
+            }
             return Apply::Changed;
         };
         match rec.kind {
@@ -96,20 +130,18 @@ impl AccountState {
             status: rec.status,
             updated_at: rec.updated_at,
             changed_at: at,
+            missing: false,
         };
         match rec.kind {
             Kind::Order => {
                 let terminal = rec.status.is_some_and(OrderStatus::is_terminal);
+                self.held_open.set(&rec.key, !terminal);
                 if terminal {
-                    self.terminal.push_back(rec.key.clone());
+                    self.finished.insert(&rec.key);
                 }
-                self.orders.insert(rec.key, entry);
+                self.orders.insert(rec.key.clone(), entry);
                 if terminal {
-                    while self.terminal.len() > self.terminal_cap {
-                        if let Some(id) = self.terminal.pop_front() {
-                            self.orders.remove(&id);
-                        }
-                    }
+                    self.push_finished(rec.key);
                 }
             }
             Kind::Position => {
@@ -121,9 +153,69 @@ impl AccountState {
         }
     }
 
+    /// Queues a finished order for eviction from the snapshot cache, oldest out first.
+    fn push_finished(&mut self, id: String) {
+        self.terminal.push_back(id);
+        while self.terminal.len() > self.terminal_cap {
+            if let Some(id) = self.terminal.pop_front() {
+                // A missing order that came back to life stays until it finishes again.
+                if self.orders.get(&id).is_some_and(Entry::is_finished) {
+                    self.orders.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Held-open orders that the REST view accounts for nowhere (`found` holds every id it
+    /// listed, open or finished), last changed by the stream before `fetched_at`: each comes
+    /// back as its held record plus `"reconcile": "missing_from_rest"`, to be delivered and then
+    /// stored with [`mark_missing`](Self::mark_missing). Oldest `updated_at` first.
+    pub fn unaccounted_open_orders(
+        &self,
+        found: &std::collections::HashSet<&str>,
+        fetched_at: DateTime<Utc>,
+    ) -> Vec<Record> {
+        let mut missing: Vec<(&String, &Entry)> = self
+            .orders
+            .iter()
+            .filter(|(id, e)| {
+                !e.is_finished() && e.changed_at <= fetched_at && !found.contains(id.as_str())
+            })
+            .collect();
+        missing.sort_by_key(|(id, e)| (e.updated_at, id.as_str()));
+        missing
+            .into_iter()
+            .map(|(id, e)| {
+                let mut data = e.data.clone();
+                data.insert(RECONCILE_FIELD.into(), Value::from(MISSING_FROM_REST));
+                Record {
+                    kind: Kind::Order,
+                    key: id.clone(),
+                    status: e.status,
+                    updated_at: e.updated_at,
+                    data,
+                    bad_fields: Vec::new(),
+                }
+            })
+            .collect()
+    }
+
+    /// Stores an order from [`unaccounted_open_orders`](Self::unaccounted_open_orders): no
+    /// longer held as open (nor searched for again), evictable like a finished one.
+    pub fn mark_missing(&mut self, rec: Record, at: DateTime<Utc>) {
+        let key = rec.key.clone();
+        self.store(rec, at);
+        if let Some(e) = self.orders.get_mut(&key) {
+            e.missing = true;
+        }
+        self.held_open.set(&key, false);
+        self.push_finished(key);
+    }
+
     /// Whether a REST record fetched at `fetched_at` should override the state.
     pub fn rest_is_news(&self, rec: &Record, fetched_at: DateTime<Utc>) -> bool {
         match self.table(rec.kind).get(&rec.key) {
+            None if rec.kind == Kind::Order && self.finished.contains(&rec.key) => false,
             None => true,
             Some(old) if old.changed_at > fetched_at => false,
             Some(old) => match rec.kind {
@@ -151,7 +243,7 @@ impl AccountState {
     pub fn order_is_open(&self, id: &str) -> bool {
         self.orders
             .get(id)
-            .is_some_and(|e| !e.status.is_some_and(OrderStatus::is_terminal))
+            .is_some_and(|e| !e.is_finished())
     }
 
     /// The snapshot payload: open + recent orders, positions, balances, and the seq it reflects.

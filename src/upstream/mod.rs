@@ -10,12 +10,14 @@
 //! Records go from the transport's callback straight to the hub over a bounded channel with
 //! `try_send` (the callback runs inside the client's reader loop, which also answers pings, so
 //! it must never wait). A full channel is a gap, flagged here and repaired by a reconcile.
+//! The channel is bounded twice: by events ([`RecordTx`]'s capacity) and by their approximate
+//! bytes (`HUB_UPSTREAM_QUEUE_BYTES`), since one event can carry up to 1 MB.
 
 pub mod account;
 pub mod socketio;
 pub mod supervisor;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -53,6 +55,111 @@ pub struct RawEvent {
     pub event: String,
     pub arg: Value,
     pub received_at: DateTime<Utc>,
+    /// Approximate size in bytes (counted against the queue's byte budget).
+    pub size: usize,
+}
+
+/// The bytes of events queued between the upstream and the hub, and the budget for them.
+#[derive(Debug)]
+struct QueueBytes {
+    queued: AtomicUsize,
+    limit: usize,
+}
+
+/// The sending end of the upstream → hub record queue (bounded by events and by bytes).
+#[derive(Clone, Debug)]
+pub struct RecordTx {
+    tx: mpsc::Sender<RawEvent>,
+    bytes: Arc<QueueBytes>,
+}
+
+/// The hub's end of the record queue; every event taken out gives its bytes back.
+#[derive(Debug)]
+pub struct RecordRx {
+    rx: mpsc::Receiver<RawEvent>,
+    bytes: Arc<QueueBytes>,
+}
+
+/// A record queue of at most `events` events and about `bytes` bytes.
+pub fn record_queue(events: usize, bytes: usize) -> (RecordTx, RecordRx) {
+    let (tx, rx) = mpsc::channel(events.max(1));
+    let bytes = Arc::new(QueueBytes {
+        queued: AtomicUsize::new(0),
+        limit: bytes,
+    });
+    (
+        RecordTx {
+            tx,
+            bytes: bytes.clone(),
+        },
+        RecordRx { rx, bytes },
+    )
+}
+
+/// Why an event could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueFull {
+    Events,
+    Bytes,
+    /// The hub is gone (shutdown).
+    Closed,
+}
+
+impl RecordTx {
+    /// Queues `raw` without waiting, or says why not.
+    pub fn try_send(&self, raw: RawEvent) -> Result<(), (QueueFull, RawEvent)> {
+        let size = raw.size;
+        let before = self.bytes.queued.fetch_add(size, Ordering::SeqCst);
+        // One event alone is always let in (its size is bounded by the transport's max payload),
+        // so a single large event cannot wedge the queue.
+        if before > 0 && before + size > self.bytes.limit {
+            self.bytes.queued.fetch_sub(size, Ordering::SeqCst);
+            return Err((QueueFull::Bytes, raw));
+        }
+        self.tx.try_send(raw).map_err(|e| {
+            self.bytes.queued.fetch_sub(size, Ordering::SeqCst);
+            match e {
+                mpsc::error::TrySendError::Full(raw) => (QueueFull::Events, raw),
+                mpsc::error::TrySendError::Closed(raw) => (QueueFull::Closed, raw),
+            }
+        })
+    }
+}
+
+impl RecordRx {
+    pub async fn recv(&mut self) -> Option<RawEvent> {
+        let raw = self.rx.recv().await?;
+        self.bytes.queued.fetch_sub(raw.size, Ordering::SeqCst);
+        Some(raw)
+    }
+
+    pub fn try_recv(&mut self) -> Option<RawEvent> {
+        let raw = self.rx.try_recv().ok()?;
+        self.bytes.queued.fetch_sub(raw.size, Ordering::SeqCst);
+        Some(raw)
+    }
+
+    /// Bytes queued right now (approximate).
+    pub fn queued_bytes(&self) -> usize {
+        self.bytes.queued.load(Ordering::SeqCst)
+    }
+}
+
+/// Approximate bytes of a JSON value as text, without serializing it. CoinDCX's `data` is one
+/// string, so this is usually a single length.
+pub fn approx_size(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(n) => n.as_str().len(),
+        Value::String(s) => s.len() + 2,
+        Value::Array(a) => 2 + a.iter().map(|x| approx_size(x) + 1).sum::<usize>(),
+        Value::Object(m) => {
+            2 + m
+                .iter()
+                .map(|(k, x)| k.len() + 4 + approx_size(x))
+                .sum::<usize>()
+        }
+    }
 }
 
 /// What a connection tells its supervisor.
@@ -68,7 +175,7 @@ pub enum Signal {
 #[derive(Clone)]
 pub struct ConnSink {
     conn_id: u64,
-    records: mpsc::Sender<RawEvent>,
+    records: RecordTx,
     signals: mpsc::UnboundedSender<(u64, Signal)>,
     gap: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
@@ -77,15 +184,29 @@ pub struct ConnSink {
 impl ConnSink {
     /// Hands one event to the hub without waiting. A full queue marks a gap to repair.
     pub fn record(&self, event: String, arg: Value) {
+        let size = event.len() + approx_size(&arg);
         let raw = RawEvent {
             event,
             arg,
             received_at: Utc::now(),
+            size,
         };
-        if let Err(mpsc::error::TrySendError::Full(raw)) = self.records.try_send(raw) {
-            self.gap.store(true, Ordering::SeqCst);
-            self.metrics.upstream_gaps.inc();
-            log::warn!(target: "upstream", "hub queue full: dropped one {} event; a reconcile will repair it", raw.event);
+        match self.records.try_send(raw) {
+            Ok(()) | Err((QueueFull::Closed, _)) => {}
+            Err((full, raw)) => {
+                self.gap.store(true, Ordering::SeqCst);
+                self.metrics.upstream_gaps.inc();
+                let limit = if full == QueueFull::Bytes {
+                    "bytes"
+                } else {
+                    "events"
+                };
+                self.metrics
+                    .upstream_queue_full
+                    .with_label_values(&[limit])
+                    .inc();
+                log::warn!(target: "upstream", "hub queue full ({limit}): dropped one {} event of {} bytes; a reconcile will repair it", raw.event, raw.size);
+            }
         }
     }
 

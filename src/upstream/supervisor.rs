@@ -22,7 +22,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{ConnSink, Connection, RawEvent, Signal, Transport, UpstreamState};
+use super::{ConnSink, Connection, RecordTx, Signal, Transport, UpstreamState};
 use crate::metrics::Metrics;
 
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
@@ -101,7 +101,7 @@ impl Supervisor {
 
 /// Channels between the supervisor, its connections and the hub.
 pub struct Wiring {
-    pub records: mpsc::Sender<RawEvent>,
+    pub records: RecordTx,
     pub reports: mpsc::Sender<Report>,
     pub gap: Arc<AtomicBool>,
     pub metrics: Arc<Metrics>,
