@@ -3,35 +3,20 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coindcx_hub::rest::RestClient;
 use coindcx_hub::simulator::{DEMO_API_KEY, DEMO_API_SECRET};
 use coindcx_hub::RunningHub;
-use common::{event_arg, fixture_records, metric, status, wait_until, Client, Incoming};
+use common::{
+    event_arg, fixture_records, metric, start_sim_hub, status, wait_until, Client, Incoming,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(20);
-
-/// A hub in simulator mode with no background activity (the test drives every change).
-async fn start_sim_hub(extra: &[(&str, &str)]) -> RunningHub {
-    let mut map: HashMap<String, String> = [
-        ("HUB_BIND", "127.0.0.1:0"),
-        ("HUB_SIM_BIND", "127.0.0.1:0"),
-        ("HUB_SIM_RATE", "0"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    for (k, v) in extra {
-        map.insert(k.to_string(), v.to_string());
-    }
-    let config = coindcx_hub::config::Config::from_lookup(|k| map.get(k).cloned()).expect("config");
-    coindcx_hub::start(config).await.expect("hub starts")
-}
 
 /// Waits until the simulator has the hub's join and the first reconcile has run; returns the
 /// seq it left. (CoinDCX never acknowledges a join, so the simulator's count is the only proof.)
@@ -63,13 +48,15 @@ fn order(template: &Value, id: &str, status: &str, updated_at: i64) -> Value {
 }
 
 /// 50 clients, 10,000 events, random disconnects and resumes: every client sees every event
-/// exactly once, in seq order, counted.
+/// exactly once, in seq order, counted. Every disconnect is the client's own: the queues hold
+/// every event, so an eviction (close 1008) is a failure, not something to resume from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_stress_every_client_gets_every_event_once() {
     const CLIENTS: usize = 50;
     const EVENTS: u64 = 10_000;
     let hub = start_sim_hub(&[
         ("HUB_HISTORY", "20000"),
+        ("HUB_CLIENT_QUEUE", "20000"),
         ("HUB_UPSTREAM_LINGER_MS", "600000"),
     ])
     .await;
@@ -124,8 +111,10 @@ async fn resume_stress_every_client_gets_every_event_once() {
                                 read += 1;
                             }
                         }
-                        // Evicted as slow while the machine is busy: resume like a browser would.
-                        Some(Incoming::Close(_)) | Some(Incoming::Gone(_)) => break,
+                        Some(Incoming::Close(c)) => {
+                            panic!("client {i} was closed by the hub at seq {last}: {c:?}")
+                        }
+                        Some(Incoming::Gone(e)) => panic!("client {i} lost at seq {last}: {e}"),
                         None => panic!("client {i} stalled at seq {last}"),
                     }
                 }
@@ -178,6 +167,11 @@ async fn resume_stress_every_client_gets_every_event_once() {
         Some(0.0)
     );
     assert!(total_resumes >= CLIENTS, "only {total_resumes} resumes");
+    assert_eq!(
+        metric(&text, "hub_client_closes_total{reason=\"slow_consumer\"}"),
+        Some(0.0),
+        "a client was evicted"
+    );
     println!(
         "resume stress: {CLIENTS} clients, {EVENTS} events, {total_resumes} resumes, all exact"
     );
@@ -245,6 +239,132 @@ async fn resume_outside_history_gets_resync_and_snapshot() {
         metric(&text, "hub_resumes_total{result=\"resync\"}"),
         Some(2.0)
     );
+    hub.shutdown().await;
+}
+
+/// The edges of resume: `since == seq` replays nothing and sends no snapshot (the next frame is
+/// the next live event); `since` ahead of the hub's seq, and `since` without `epoch`, get a
+/// `resync` and a fresh snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_boundaries_since_equal_ahead_and_without_epoch() {
+    let hub = start_sim_hub(&[("HUB_UPSTREAM_LINGER_MS", "600000")]).await;
+    let (mut watcher, _) = Client::connect_greeted(hub.addr).await;
+    let seq0 = settled_seq(&hub).await;
+    let template = fixture_records("order-update-batch.json")[0].clone();
+    let sim = hub.simulator.as_ref().unwrap();
+    let emit = |id: &str, at: i64| {
+        let rec = order(&template, id, "open", at);
+        sim.emit_raw("df-order-update", event_arg("df-order-update", &[rec]));
+    };
+    for n in 1..=3 {
+        emit(&format!("b-{n}"), n);
+        assert_eq!(
+            watcher.next_of_type("order", T).await["seq"].as_u64(),
+            Some(seq0 + n as u64)
+        );
+    }
+    let seq = seq0 + 3;
+    let epoch = status(hub.addr).await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // since == seq: the system frame, then straight on with seq + 1.
+    let mut same = Client::connect(hub.addr, &format!("?since={seq}&epoch={epoch}")).await;
+    assert_eq!(same.next_json(T).await["type"], "system");
+    assert!(
+        wait_until(
+            || metric(&hub.hub.metrics.render(), "hub_resumes_total{result=\"ok\"}") == Some(1.0),
+            T
+        )
+        .await
+    );
+    emit("b-4", 4);
+    let next = same.next_json(T).await;
+    assert_eq!(
+        (next["type"].as_str(), next["seq"].as_u64(), next["data"]["id"].as_str()),
+        (Some("order"), Some(seq + 1), Some("b-4")),
+        "{next}"
+    );
+    let seq = seq + 1;
+
+    // Ahead of the hub, and without an epoch: resync, then a snapshot at the current seq.
+    for query in [
+        format!("?since={}&epoch={epoch}", seq + 1),
+        format!("?since={seq}"),
+    ] {
+        let mut c = Client::connect(hub.addr, &query).await;
+        assert_eq!(c.next_json(T).await["type"], "system");
+        let resync = c.next_json(T).await;
+        assert_eq!(resync["type"], "resync", "{query}: {resync}");
+        let snap = c.next_json(T).await;
+        assert_eq!(snap["type"], "snapshot", "{query}");
+        assert_eq!(snap["data"]["seq"].as_u64(), Some(seq), "{query}");
+    }
+    let text = hub.hub.metrics.render();
+    assert_eq!(metric(&text, "hub_resumes_total{result=\"ok\"}"), Some(1.0));
+    assert_eq!(
+        metric(&text, "hub_resumes_total{result=\"resync\"}"),
+        Some(2.0)
+    );
+    hub.shutdown().await;
+}
+
+/// `HUB_HISTORY_BYTES` bounds the resume history even when `HUB_HISTORY` would keep more: a
+/// resume from before the oldest frame kept is a `resync`, and the frames dropped are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_bounded_by_bytes() {
+    let hub = start_sim_hub(&[
+        ("HUB_HISTORY", "10000"),
+        ("HUB_HISTORY_BYTES", "8192"),
+        ("HUB_UPSTREAM_LINGER_MS", "600000"),
+    ])
+    .await;
+    let (mut watcher, _) = Client::connect_greeted(hub.addr).await;
+    let seq0 = settled_seq(&hub).await;
+    let template = fixture_records("order-update-batch.json")[0].clone();
+    let sim = hub.simulator.as_ref().unwrap();
+    let mut sizes = Vec::new();
+    for n in 1..=40u64 {
+        let mut rec = order(&template, &format!("big-{n:02}"), "open", n as i64);
+        rec["display_message"] = json!("x".repeat(1000));
+        sim.emit_raw("df-order-update", event_arg("df-order-update", &[rec]));
+        let (f, text) = watcher.next_json_text(T).await;
+        assert_eq!(f["seq"].as_u64(), Some(seq0 + n));
+        sizes.push(text.len());
+    }
+    // What the history holds: the newest frames whose sizes add up to at most 8192 bytes.
+    let mut kept = 0;
+    let mut bytes = 0;
+    for s in sizes.iter().rev() {
+        if bytes + s > 8192 {
+            break;
+        }
+        bytes += s;
+        kept += 1;
+    }
+    assert!((2..=8).contains(&kept), "frames of ~2 KB: {kept} fit");
+    let held = status(hub.addr).await["held"]["history"].as_u64().unwrap();
+    assert_eq!(held, kept as u64, "history holds exactly the newest frames under 8 KiB");
+    assert_eq!(
+        metric(
+            &hub.hub.metrics.render(),
+            "hub_history_trimmed_by_bytes_total"
+        ),
+        Some((seq0 + 40 - held) as f64)
+    );
+    let epoch = status(hub.addr).await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let last = seq0 + 40;
+    let oldest_kept = last - kept as u64 + 1;
+    let mut ok = Client::connect(hub.addr, &format!("?since={}&epoch={epoch}", oldest_kept - 1)).await;
+    assert_eq!(ok.next_json(T).await["type"], "system");
+    assert_eq!(ok.next_json(T).await["seq"].as_u64(), Some(oldest_kept));
+    let mut old = Client::connect(hub.addr, &format!("?since={}&epoch={epoch}", oldest_kept - 2)).await;
+    assert_eq!(old.next_json(T).await["type"], "system");
+    assert_eq!(old.next_json(T).await["type"], "resync");
     hub.shutdown().await;
 }
 

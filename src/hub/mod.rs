@@ -481,7 +481,9 @@ impl Hub {
 }
 
 fn resync_reason(r: &Resume, epoch: &str) -> &'static str {
-    if r.epoch != epoch {
+    if r.epoch.is_empty() {
+        "no epoch given: a seq means nothing without the epoch it belongs to"
+    } else if r.epoch != epoch {
         "epoch differs: the hub restarted, seq values start over"
     } else {
         "history does not reach back to since"

@@ -227,3 +227,87 @@ pub trait Connection: Send {
     /// Sends `leave`, disconnects and releases the transport; completes when it is gone.
     fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(records: RecordTx, metrics: Arc<Metrics>) -> (ConnSink, Arc<AtomicBool>) {
+        let (signals, _) = mpsc::unbounded_channel();
+        let gap = Arc::new(AtomicBool::new(false));
+        let sink = ConnSink {
+            conn_id: 1,
+            records,
+            signals,
+            gap: gap.clone(),
+            metrics,
+        };
+        (sink, gap)
+    }
+
+    fn event_of(bytes: usize) -> Value {
+        serde_json::json!({"event": "df-order-update", "data": "x".repeat(bytes)})
+    }
+
+    #[test]
+    fn queue_is_bounded_by_bytes_and_a_full_one_is_a_counted_gap() {
+        let metrics = Arc::new(Metrics::new());
+        let (tx, mut rx) = record_queue(100, 3_500);
+        let (sink, gap) = sink(tx, metrics.clone());
+        // ~1,050 bytes each: three fit under 3,500 bytes, the fourth and fifth do not.
+        for _ in 0..5 {
+            sink.record("df-order-update".into(), event_of(1_000));
+        }
+        assert!(gap.load(Ordering::SeqCst));
+        let text = metrics.render();
+        let sample = |s: &str| crate::metrics::sample(&text, s);
+        assert_eq!(
+            sample("hub_upstream_queue_full_total{limit=\"bytes\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample("hub_upstream_queue_full_total{limit=\"events\"}"),
+            Some(0.0)
+        );
+        assert_eq!(sample("hub_upstream_gaps_total"), Some(2.0));
+        let queued = rx.queued_bytes();
+        assert!((3_000..=3_500).contains(&queued), "{queued}");
+        let mut taken = 0;
+        while rx.try_recv().is_some() {
+            taken += 1;
+        }
+        assert_eq!((taken, rx.queued_bytes()), (3, 0));
+        // Room again once the hub has taken them.
+        sink.record("df-order-update".into(), event_of(1_000));
+        assert!(rx.try_recv().is_some());
+    }
+
+    #[test]
+    fn one_event_larger_than_the_budget_still_passes_alone() {
+        let metrics = Arc::new(Metrics::new());
+        let (tx, mut rx) = record_queue(100, 1_024);
+        let (sink, gap) = sink(tx, metrics);
+        sink.record("df-order-update".into(), event_of(5_000));
+        sink.record("df-order-update".into(), event_of(10));
+        assert!(gap.load(Ordering::SeqCst), "the second waits behind 5 KB");
+        assert!(rx.try_recv().is_some());
+        assert!(rx.try_recv().is_none());
+    }
+
+    #[test]
+    fn queue_is_bounded_by_events() {
+        let metrics = Arc::new(Metrics::new());
+        let (tx, _rx) = record_queue(2, 1 << 20);
+        let (sink, _) = sink(tx, metrics.clone());
+        for _ in 0..3 {
+            sink.record("balance-update".into(), event_of(10));
+        }
+        assert_eq!(
+            crate::metrics::sample(
+                &metrics.render(),
+                "hub_upstream_queue_full_total{limit=\"events\"}"
+            ),
+            Some(1.0)
+        );
+    }
+}

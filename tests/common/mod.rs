@@ -797,3 +797,40 @@ impl NodeFake {
             .expect("hub starts")
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The hub in simulator mode
+
+/// A hub in simulator mode with no background activity (the test drives every change), plus
+/// `extra` settings.
+pub async fn start_sim_hub(extra: &[(&str, &str)]) -> coindcx_hub::RunningHub {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut map: HashMap<String, String> = [
+        ("HUB_BIND", "127.0.0.1:0"),
+        ("HUB_SIM_BIND", "127.0.0.1:0"),
+        ("HUB_SIM_RATE", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        map.insert(k.to_string(), v.to_string());
+    }
+    let config = coindcx_hub::config::Config::from_lookup(|k| map.get(k).cloned()).expect("config");
+    coindcx_hub::start(config).await.expect("hub starts")
+}
+
+/// Waits until `hub_reconcile_runs_total{result="ok"}` of a running hub reaches `runs`.
+pub async fn wait_reconciles(hub: &coindcx_hub::RunningHub, runs: u64, timeout: Duration) {
+    let metrics = hub.hub.metrics.clone();
+    let series = "hub_reconcile_runs_total{result=\"ok\"}";
+    assert!(
+        wait_until(
+            || metric(&metrics.render(), series) == Some(runs as f64),
+            timeout
+        )
+        .await,
+        "reconcile runs: {:?}, expected {runs}",
+        metric(&metrics.render(), series)
+    );
+}
