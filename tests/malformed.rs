@@ -65,7 +65,9 @@ async fn every_malformed_input_is_skipped_and_the_stream_goes_on() {
     // - `balance-number-not-string`: a balance sent as a JSON number is still usable → a balance
     //   frame with "12.5" (the number's digits as a string), seq 2;
     // - `near-max-payload` and `number-overflow` are valid records for that same filled order with
-    //   the same status and updated_at: exact repeats, dropped as duplicates (counted).
+    //   the same status and updated_at: exact repeats, dropped as duplicates (counted);
+    // - `string-in-number-field` is kept with `price` null (one bad field never costs the record,
+    //   counted in hub_bad_fields_total), and is also a repeat of that order: dropped.
     // Everything else is skipped and counted.
     assert_eq!(before.len(), 2, "{before:#?}");
     assert_eq!(before[0]["type"], "order");
@@ -111,8 +113,16 @@ async fn every_malformed_input_is_skipped_and_the_stream_goes_on() {
     );
     assert_eq!(
         skipped("df-order-update", "bad_record"),
-        Some(2.0),
-        "string-in-number-field, record-without-id"
+        Some(1.0),
+        "record-without-id"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"hub_bad_fields_total{event="df-order-update",field="price"}"#
+        ),
+        Some(1.0),
+        "string-in-number-field"
     );
     assert_eq!(
         skipped("df-position-update", "bad_record"),
@@ -126,8 +136,8 @@ async fn every_malformed_input_is_skipped_and_the_stream_goes_on() {
     );
     assert_eq!(
         metric(&m, "hub_duplicates_dropped_total"),
-        Some(2.0),
-        "near-max-payload, number-overflow"
+        Some(3.0),
+        "string-in-number-field, near-max-payload, number-overflow"
     );
     assert_eq!(
         metric(&m, r#"hub_events_in_total{type="order"}"#),

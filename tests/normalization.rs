@@ -419,3 +419,33 @@ fn normalize_every_malformed_fixture() {
     }
     assert_eq!(seen, 14);
 }
+
+/// Issue 10 item 8: a known field that cannot be typed is null and named; the record (and its
+/// status) still goes through. Only the key is required.
+#[test]
+fn a_bad_optional_field_is_null_and_named_not_fatal() {
+    let mut rec = fixture_records("order-update-filled.json").remove(0);
+    rec["stop_price"] = json!("");
+    rec["updated_at"] = json!("soon");
+    rec["leverage"] = json!({"x": 1});
+    let n = normalize_records(Kind::Order, vec![rec.clone()]);
+    assert!(n.skipped.is_empty(), "{:?}", n.skipped);
+    let r = &n.records[0];
+    assert_eq!(r.data["status"], "filled");
+    assert_eq!(
+        (
+            &r.data["stop_price"],
+            &r.data["updated_at"],
+            &r.data["leverage"]
+        ),
+        (&Value::Null, &Value::Null, &Value::Null)
+    );
+    let mut bad = r.bad_fields.clone();
+    bad.sort();
+    assert_eq!(bad, ["leverage", "stop_price", "updated_at"]);
+    assert_eq!(r.updated_at, None);
+    assert_eq!(r.data["price"], rec["price"].to_string());
+    rec["id"] = json!(42);
+    let n = normalize_records(Kind::Order, vec![rec]);
+    assert_eq!(n.skipped[0].1, RecordError::MissingKey("id"));
+}

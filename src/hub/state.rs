@@ -241,9 +241,7 @@ impl AccountState {
 
     /// True when the order is held and not terminal.
     pub fn order_is_open(&self, id: &str) -> bool {
-        self.orders
-            .get(id)
-            .is_some_and(|e| !e.is_finished())
+        self.orders.get(id).is_some_and(|e| !e.is_finished())
     }
 
     /// The snapshot payload: open + recent orders, positions, balances, and the seq it reflects.

@@ -95,7 +95,9 @@ async fn finished_orders(
             if wanted.is_empty() {
                 return Ok(rows);
             }
-            let got = rest.list_orders(TERMINAL, side, page, TERMINAL_PAGE).await?;
+            let got = rest
+                .list_orders(TERMINAL, side, page, TERMINAL_PAGE)
+                .await?;
             let short = got.len() < TERMINAL_PAGE as usize;
             for o in &got {
                 if let Some(id) = o.get("id").and_then(Value::as_str) {

@@ -105,22 +105,35 @@ pub enum QueueFull {
     Closed,
 }
 
+/// An event the queue refused: why, and what it was (its payload is dropped).
+#[derive(Debug)]
+pub struct Refused {
+    pub why: QueueFull,
+    pub event: String,
+    pub size: usize,
+}
+
 impl RecordTx {
     /// Queues `raw` without waiting, or says why not.
-    pub fn try_send(&self, raw: RawEvent) -> Result<(), (QueueFull, RawEvent)> {
+    pub fn try_send(&self, raw: RawEvent) -> Result<(), Refused> {
         let size = raw.size;
+        let refused = |why, raw: RawEvent| Refused {
+            why,
+            event: raw.event,
+            size,
+        };
         let before = self.bytes.queued.fetch_add(size, Ordering::SeqCst);
         // One event alone is always let in (its size is bounded by the transport's max payload),
         // so a single large event cannot wedge the queue.
         if before > 0 && before + size > self.bytes.limit {
             self.bytes.queued.fetch_sub(size, Ordering::SeqCst);
-            return Err((QueueFull::Bytes, raw));
+            return Err(refused(QueueFull::Bytes, raw));
         }
         self.tx.try_send(raw).map_err(|e| {
             self.bytes.queued.fetch_sub(size, Ordering::SeqCst);
             match e {
-                mpsc::error::TrySendError::Full(raw) => (QueueFull::Events, raw),
-                mpsc::error::TrySendError::Closed(raw) => (QueueFull::Closed, raw),
+                mpsc::error::TrySendError::Full(raw) => refused(QueueFull::Events, raw),
+                mpsc::error::TrySendError::Closed(raw) => refused(QueueFull::Closed, raw),
             }
         })
     }
@@ -192,11 +205,12 @@ impl ConnSink {
             size,
         };
         match self.records.try_send(raw) {
-            Ok(()) | Err((QueueFull::Closed, _)) => {}
-            Err((full, raw)) => {
+            Ok(()) => {}
+            Err(raw) if raw.why == QueueFull::Closed => {}
+            Err(raw) => {
                 self.gap.store(true, Ordering::SeqCst);
                 self.metrics.upstream_gaps.inc();
-                let limit = if full == QueueFull::Bytes {
+                let limit = if raw.why == QueueFull::Bytes {
                     "bytes"
                 } else {
                     "events"
