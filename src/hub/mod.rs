@@ -368,11 +368,15 @@ impl Hub {
         }
         for rec in normalized.records {
             for field in &rec.bad_fields {
-                self.metrics
+                let counter = self
+                    .metrics
                     .bad_fields
-                    .with_label_values(&[&raw.event, field])
-                    .inc();
-                log::warn!(target: "hub", "{} record {}: field {field:?} could not be typed; delivered as null", raw.event, rec.key);
+                    .with_label_values(&[&raw.event, field]);
+                counter.inc();
+                // Once per event and field: an exchange that always sends it would flood the log.
+                if counter.get() == 1 {
+                    log::warn!(target: "hub", "{} record {}: field {field:?} could not be typed; delivered as null (counted in hub_bad_fields_total from now on)", raw.event, rec.key);
+                }
             }
             self.publish(rec, raw.received_at, false);
         }

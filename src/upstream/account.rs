@@ -111,7 +111,7 @@ async fn finished_orders(
         }
     }
     if !wanted.is_empty() {
-        log::warn!(target: "upstream", "reconcile: {} held-open order(s) found in neither the open nor the finished lists", wanted.len());
+        log::debug!(target: "upstream", "reconcile: {} held-open order(s) found in neither the open nor the finished lists", wanted.len());
     }
     Ok(rows)
 }
