@@ -16,6 +16,7 @@
 //! | fan-out | [`hub`] | the hub task: seq, state, history, per-client bounded queues, eviction |
 //! | browser socket | [`session`] | one actix-ws connection: frames out, pings, limits |
 //! | routes | [`http`] | `/`, `/ws`, `/ws/coindcx`, `/ws/status`, `/healthz`, `/readyz`, `/metrics` |
+//! | who may ask | [`hosts`] | the `Host` and `Origin` values served (DNS-rebinding defence) |
 //! | observability | [`metrics`] | Prometheus counters for every drop, eviction and skip |
 //! | simulator | [`simulator`] | a local CoinDCX look-alike (Socket.IO + REST) used when no credentials are set |
 //!
@@ -23,6 +24,7 @@
 
 pub mod config;
 pub mod decimal;
+pub mod hosts;
 pub mod http;
 pub mod hub;
 pub mod metrics;
@@ -143,7 +145,14 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             supervisor,
         },
     );
-    let state = web::Data::new(http::AppState::new(hub.clone(), Arc::new(config.clone())));
+    // Bound before the app state is built: the Host check needs the real port (tests bind 0).
+    let listener = listen(config.bind)?;
+    let addr = listener.local_addr()?;
+    let state = web::Data::new(http::AppState::new(
+        hub.clone(),
+        Arc::new(config.clone()),
+        addr,
+    ));
     let server =
         HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
             .on_connect(|conn, _| {
@@ -162,8 +171,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
                     .unwrap_or(2)
                     .min(4),
             )
-            .bind(config.bind)?;
-    let addr = server.addrs().first().copied().unwrap_or(config.bind);
+            .listen(listener)?;
     let server = server.run();
     let handle = server.handle();
     let server_task = tokio::spawn(server);
@@ -175,4 +183,16 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         server: handle,
         server_task,
     })
+}
+
+/// A listening socket like actix's own `bind` makes (address reuse, backlog 1024): connection
+/// storms must not overflow the kernel's accept queue.
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)?.into_std()
 }
