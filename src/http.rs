@@ -137,10 +137,11 @@ async fn upgrade(
         reject("token");
         return Ok(unauthorized());
     };
+    // An Origin that is not text is present but matches nothing (not treated as absent).
     let origin = req
         .headers()
         .get(header::ORIGIN)
-        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        .map(|v| v.to_str().unwrap_or("not-text://"));
     if !state.origins.allows(origin, request_host(&req).as_ref()) {
         reject("origin");
         return Ok(HttpResponse::Forbidden().json(json!({"error": "origin not allowed"})));

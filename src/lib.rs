@@ -82,6 +82,10 @@ impl RunningHub {
 /// Starts the hub (and the simulator when no credentials are configured) on the current
 /// tokio runtime.
 pub async fn start(config: Config) -> std::io::Result<RunningHub> {
+    // Bound first: a taken port fails before anything is spawned, and the Host check needs the
+    // real port (tests bind port 0).
+    let listener = listen(config.bind)?;
+    let addr = listener.local_addr()?;
     let (ws_url, api_url, key, secret, sim) = match config.upstream {
         UpstreamKind::CoinDcx => (
             config.ws_url.clone(),
@@ -145,9 +149,6 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             supervisor,
         },
     );
-    // Bound before the app state is built: the Host check needs the real port (tests bind 0).
-    let listener = listen(config.bind)?;
-    let addr = listener.local_addr()?;
     let state = web::Data::new(http::AppState::new(
         hub.clone(),
         Arc::new(config.clone()),
