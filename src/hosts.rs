@@ -129,6 +129,9 @@ impl HostPolicy {
                 (false, extra)
             }
         };
+        if bound.ip().is_unspecified() && !any && extra.is_empty() {
+            log::warn!(target: "http", "listening on {bound}, but only localhost, 127.0.0.1 and [::1] are served: list the names desks use in HUB_ALLOWED_HOSTS");
+        }
         HostPolicy { any, served, extra }
     }
 

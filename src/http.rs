@@ -280,11 +280,15 @@ fn refuse_host(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
     if state.hosts.allows(request_host(req).as_ref()) {
         return None;
     }
+    let route = req.match_pattern();
+    let route = route.as_deref().unwrap_or("other");
+    // Debug only: a rebinding page can send these as fast as it likes.
+    log::debug!(target: "http", "refused {route} for Host {:?}", req.headers().get(header::HOST));
     state
         .hub
         .metrics
         .rejected_requests
-        .with_label_values(&[req.match_pattern().as_deref().unwrap_or("other"), "host"])
+        .with_label_values(&[route, "host"])
         .inc();
     Some(HttpResponse::Forbidden().json(json!({"error": "host not allowed"})))
 }

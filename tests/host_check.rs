@@ -393,3 +393,42 @@ async fn probes_stay_open_and_a_missing_host_is_refused() {
     assert_eq!(v["active_connections"], 0);
     hub.shutdown().await;
 }
+
+#[test]
+fn entries_that_can_never_match_stop_the_start() {
+    let config = |var: &str, value: &str| {
+        let map = std::collections::HashMap::from([(var.to_string(), value.to_string())]);
+        coindcx_hub::config::Config::from_lookup(|k| map.get(k).cloned())
+    };
+    for bad in [
+        "desk.example:https",
+        "desk.example:99999",
+        "https://desk.example",
+        "desk.example/",
+        "user@desk.example",
+        "::1",
+    ] {
+        let e = config("HUB_ALLOWED_HOSTS", bad).expect_err(bad);
+        assert_eq!(e.var, "HUB_ALLOWED_HOSTS", "{bad}");
+    }
+    for ok in [
+        "desk.example",
+        "desk.example:8443, [::1]:9000",
+        "*",
+        "192.0.2.7",
+    ] {
+        assert!(config("HUB_ALLOWED_HOSTS", ok).is_ok(), "{ok}");
+    }
+    for bad in [
+        "desk.example",
+        "https://desk.example/app",
+        "https://desk.example:port",
+        "ftp://desk.example",
+    ] {
+        let e = config("HUB_ALLOWED_ORIGINS", bad).expect_err(bad);
+        assert_eq!(e.var, "HUB_ALLOWED_ORIGINS", "{bad}");
+    }
+    for ok in ["https://desk.example:443", "http://desk.example/", "*"] {
+        assert!(config("HUB_ALLOWED_ORIGINS", ok).is_ok(), "{ok}");
+    }
+}
