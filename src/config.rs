@@ -341,7 +341,7 @@ fn parse_origins(value: Option<String>) -> Result<AllowedOrigins, ConfigError> {
         return Ok(AllowedOrigins::Any);
     }
     for item in &items {
-        if !(item.starts_with("http://") || item.starts_with("https://")) {
+        if crate::hosts::Origin::parse(item).is_none() {
             return Err(err(
                 "HUB_ALLOWED_ORIGINS",
                 format!("{item:?} is not an origin like https://desk.example:443"),
@@ -364,7 +364,7 @@ fn parse_hosts(value: Option<String>) -> Result<AllowedHosts, ConfigError> {
         return Ok(AllowedHosts::Any);
     }
     for item in &items {
-        if item.contains("://") || item.contains('/') || item.contains(char::is_whitespace) {
+        if crate::hosts::Authority::parse(item).is_none() {
             return Err(err(
                 "HUB_ALLOWED_HOSTS",
                 format!("{item:?} is not a host like desk.example or desk.example:8443"),

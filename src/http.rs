@@ -1,7 +1,8 @@
-//! HTTP routes (SPEC §2) and the upgrade checks of SPEC §6: token, origin, capacity.
+//! HTTP routes (SPEC §2) and the checks of SPEC §6: Host (on every route that serves account
+//! data), then token, origin and capacity on upgrades.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,7 +11,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use crate::config::{AllowedOrigins, Config};
+use crate::config::Config;
+use crate::hosts::{Authority, HostPolicy, OriginPolicy};
 use crate::hub::{HubHandle, Resume};
 use crate::signing::constant_time_eq;
 
@@ -22,12 +24,18 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Open sessions per client address (only tracked when `HUB_MAX_CLIENTS_PER_IP` is set).
     pub per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// `Host` values served (DNS-rebinding defence); built from the address actually bound.
+    pub hosts: HostPolicy,
+    pub origins: OriginPolicy,
 }
 
 impl AppState {
-    pub fn new(hub: HubHandle, config: Arc<Config>) -> Self {
+    /// `bound`: the listening address, with the real port when the configuration said 0.
+    pub fn new(hub: HubHandle, config: Arc<Config>, bound: SocketAddr) -> Self {
         AppState {
             hub,
+            hosts: HostPolicy::new(&config.allowed_hosts, bound),
+            origins: OriginPolicy::new(&config.allowed_origins),
             config,
             per_ip: Default::default(),
         }
@@ -62,7 +70,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics));
 }
 
-async fn index() -> HttpResponse {
+async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(refused) = refuse_host(&req, &state) {
+        return refused;
+    }
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; img-src 'self' data:"))
@@ -87,6 +98,9 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(refused) = refuse_host(&req, &state) {
+        return refused;
+    }
     if authorize(&req, &state.config).is_none() {
         state
             .hub
@@ -113,11 +127,22 @@ async fn upgrade(
             .with_label_values(&[reason])
             .inc()
     };
+    // The Host check comes first: a rebound page learns nothing, not even whether a token is
+    // needed.
+    if let Some(refused) = refuse_host(&req, &state) {
+        reject("host");
+        return Ok(refused);
+    }
     let Some(grant) = authorize(&req, &state.config) else {
         reject("token");
         return Ok(unauthorized());
     };
-    if !origin_ok(&req, &state.config.allowed_origins) {
+    // An Origin that is not text is present but matches nothing (not treated as absent).
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("not-text://"));
+    if !state.origins.allows(origin, request_host(&req).as_ref()) {
         reject("origin");
         return Ok(HttpResponse::Forbidden().json(json!({"error": "origin not allowed"})));
     }
@@ -240,29 +265,32 @@ fn jwt_expiry(token: &str, secret: &str) -> Option<u64> {
         .map(|t| t.claims.exp)
 }
 
-/// Browsers always send `Origin` on upgrades; other clients (probes, load tools) do not.
-fn origin_ok(req: &HttpRequest, allowed: &AllowedOrigins) -> bool {
-    let Some(origin) = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return true;
-    };
-    let origin = origin.trim_end_matches('/');
-    match allowed {
-        AllowedOrigins::Any => true,
-        AllowedOrigins::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
-        AllowedOrigins::SameHost => {
-            let host = req
-                .headers()
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or_default();
-            !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
-        }
+/// The request's `Host` (`None` when missing, repeated or not `host[:port]`).
+fn request_host(req: &HttpRequest) -> Option<Authority> {
+    let mut values = req.headers().get_all(header::HOST);
+    let host = values.next()?;
+    if values.next().is_some() {
+        return None;
     }
+    Authority::parse(host.to_str().ok()?)
+}
+
+/// 403 for a request whose `Host` we do not serve (DNS rebinding, SPEC §6), counted by route.
+fn refuse_host(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
+    if state.hosts.allows(request_host(req).as_ref()) {
+        return None;
+    }
+    let route = req.match_pattern();
+    let route = route.as_deref().unwrap_or("other");
+    // Debug only: a rebinding page can send these as fast as it likes.
+    log::debug!(target: "http", "refused {route} for Host {:?}", req.headers().get(header::HOST));
+    state
+        .hub
+        .metrics
+        .rejected_requests
+        .with_label_values(&[route, "host"])
+        .inc();
+    Some(HttpResponse::Forbidden().json(json!({"error": "host not allowed"})))
 }
 
 fn query_param(query: &str, name: &str) -> Option<String> {

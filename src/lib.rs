@@ -16,6 +16,7 @@
 //! | fan-out | [`hub`] | the hub task: seq, state, history, per-client bounded queues, eviction |
 //! | browser socket | [`session`] | one actix-ws connection: frames out, pings, limits |
 //! | routes | [`http`] | `/`, `/ws`, `/ws/coindcx`, `/ws/status`, `/healthz`, `/readyz`, `/metrics` |
+//! | who may ask | [`hosts`] | the `Host` and `Origin` values served (DNS-rebinding defence) |
 //! | observability | [`metrics`] | Prometheus counters for every drop, eviction and skip |
 //! | simulator | [`simulator`] | a local CoinDCX look-alike (Socket.IO + REST) used when no credentials are set |
 //!
@@ -23,6 +24,7 @@
 
 pub mod config;
 pub mod decimal;
+pub mod hosts;
 pub mod http;
 pub mod hub;
 pub mod metrics;
@@ -81,6 +83,10 @@ impl RunningHub {
 /// Starts the hub (and the simulator when no credentials are configured) on the current
 /// tokio runtime.
 pub async fn start(config: Config) -> std::io::Result<RunningHub> {
+    // Bound first: a taken port fails before anything is spawned, and the Host check needs the
+    // real port (tests bind port 0).
+    let listener = listen(config.bind)?;
+    let addr = listener.local_addr()?;
     let (ws_url, api_url, key, secret, sim) = match config.upstream {
         UpstreamKind::CoinDcx => (
             config.ws_url.clone(),
@@ -147,7 +153,11 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             held_open,
         },
     );
-    let state = web::Data::new(http::AppState::new(hub.clone(), Arc::new(config.clone())));
+    let state = web::Data::new(http::AppState::new(
+        hub.clone(),
+        Arc::new(config.clone()),
+        addr,
+    ));
     let server =
         HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
             .on_connect(|conn, _| {
@@ -166,8 +176,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
                     .unwrap_or(2)
                     .min(4),
             )
-            .bind(config.bind)?;
-    let addr = server.addrs().first().copied().unwrap_or(config.bind);
+            .listen(listener)?;
     let server = server.run();
     let handle = server.handle();
     let server_task = tokio::spawn(server);
@@ -179,4 +188,16 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         server: handle,
         server_task,
     })
+}
+
+/// A listening socket like actix's own `bind` makes (address reuse, backlog 1024): connection
+/// storms must not overflow the kernel's accept queue.
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)?.into_std()
 }

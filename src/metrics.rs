@@ -25,6 +25,8 @@ pub struct Metrics {
     pub reconcile_runs: IntCounterVec,
     pub reconcile_changes: IntCounter,
     pub rejected_upgrades: IntCounterVec,
+    /// Requests refused before their handler ran, by route pattern and reason (`host`).
+    pub rejected_requests: IntCounterVec,
     pub latency: Histogram,
     /// Known fields that could not be typed and were delivered as null, by event and field.
     pub bad_fields: IntCounterVec,
@@ -111,6 +113,11 @@ impl Metrics {
                 "WebSocket upgrades refused, by reason",
                 &["reason"]
             )),
+            rejected_requests: reg!(counter_vec(
+                "hub_rejected_requests_total",
+                "Requests to account routes refused (the Host check), by route and reason",
+                &["route", "reason"]
+            )),
             latency: reg!(Histogram::with_opts(
                 HistogramOpts::new(
                     "hub_exchange_to_send_seconds",
@@ -168,11 +175,15 @@ impl Metrics {
             "capacity",
             "per_ip",
             "bad_query",
+            "host",
         ] {
             self.rejected_upgrades.with_label_values(&[r]);
         }
         for l in ["events", "bytes"] {
             self.upstream_queue_full.with_label_values(&[l]);
+        }
+        for route in ["/", "/ws", "/ws/coindcx", "/metrics"] {
+            self.rejected_requests.with_label_values(&[route, "host"]);
         }
         self.set_upstream_state("idle");
     }

@@ -2,7 +2,8 @@
 //! close code of an expired signed token, the public-bind guard, and secrets kept out of logs.
 //!
 //! A refused upgrade is an ordinary HTTP answer before the switch, which tokio-tungstenite
-//! reports as `Error::Http(response)`; `upgrade` turns that into `Err(status)`.
+//! reports as `Error::Http(response)`; `upgrade` (common's `ws_upgrade`) turns that into
+//! `Err(status)`. The Host check (DNS rebinding) has its own file: tests/host_check.rs.
 
 mod common;
 
@@ -13,9 +14,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
-use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::MaybeTlsStream;
 
 const TOKEN: &str = "s3cret";
@@ -25,50 +23,7 @@ const WAIT: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-fn request(
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> tokio_tungstenite::tungstenite::handshake::client::Request {
-    let mut req = format!("ws://{addr}{path}")
-        .into_client_request()
-        .expect("valid ws url");
-    for (k, v) in headers {
-        req.headers_mut().insert(
-            HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            HeaderValue::from_str(v).unwrap(),
-        );
-    }
-    req
-}
-
-fn outcome(
-    result: Result<
-        (
-            Ws,
-            tokio_tungstenite::tungstenite::handshake::client::Response,
-        ),
-        WsError,
-    >,
-) -> Result<Client, u16> {
-    match result {
-        Ok((ws, resp)) => {
-            assert_eq!(resp.status().as_u16(), 101);
-            Ok(Client { ws })
-        }
-        Err(WsError::Http(resp)) => Err(resp.status().as_u16()),
-        Err(e) => panic!("upgrade failed without an HTTP answer: {e}"),
-    }
-}
-
-/// Upgrades `ws://addr{path}` with extra headers: the open socket, or the refusal's status.
-async fn upgrade(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Client, u16> {
-    let req = request(addr, path, headers);
-    let Ok(result) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await else {
-        panic!("upgrade of {path} timed out");
-    };
-    outcome(result)
-}
+use common::{expect_greeted as greeted, ws_upgrade as upgrade};
 
 /// Same, from a chosen loopback source address (127.0.0.x).
 async fn upgrade_from(source: [u8; 4], addr: SocketAddr, path: &str) -> Result<Client, u16> {
@@ -77,41 +32,20 @@ async fn upgrade_from(source: [u8; 4], addr: SocketAddr, path: &str) -> Result<C
         .bind(SocketAddr::from((source, 0)))
         .expect("bind a loopback source address");
     let stream = socket.connect(addr).await.expect("tcp connect");
-    let req = request(addr, path, &[]);
+    let req = ws_request(addr, path, &[]);
     let result = tokio::time::timeout(
         WAIT,
         tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)),
     )
     .await
     .expect("upgrade timed out");
-    outcome(result)
-}
-
-/// An accepted upgrade, greeted with `system` + `snapshot`.
-async fn greeted(result: Result<Client, u16>, what: &str) -> Client {
-    let mut c = result.unwrap_or_else(|code| panic!("{what}: refused with HTTP {code}"));
-    let system = c.next_json(WAIT).await;
-    assert_eq!(system["type"], "system", "{what}: {system}");
-    assert_eq!(system["data"]["message"], "connected", "{what}: {system}");
-    let snapshot = c.next_json(WAIT).await;
-    assert_eq!(snapshot["type"], "snapshot", "{what}: {snapshot}");
-    c
+    ws_outcome(result)
 }
 
 /// `GET` with optional extra header → (status, body).
 async fn get(addr: SocketAddr, path: &str, header: Option<(&str, &str)>) -> (u16, String) {
-    let mut req = reqwest::Client::new()
-        .get(format!("http://{addr}{path}"))
-        .timeout(WAIT);
-    if let Some((k, v)) = header {
-        req = req.header(k, v);
-    }
-    let resp = req
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    let code = resp.status().as_u16();
-    (code, resp.text().await.unwrap_or_default())
+    let headers: Vec<(&str, &str)> = header.into_iter().collect();
+    http_get_with(addr, path, &headers).await
 }
 
 fn rejected(metrics: &str, reason: &str) -> f64 {

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use coindcx_hub::session::{MAX_CLIENT_FRAME, MAX_FRAMES_PER_SECOND};
 use common::*;
 use futures_util::SinkExt;
 use serde_json::Value;
@@ -251,7 +252,10 @@ async fn hostile_clients_are_closed_and_others_keep_receiving() {
         }
     };
     assert_eq!(close.map(|c| c.0), Some(1008), "30-frame burst");
-    assert!(pongs <= 20, "{pongs} pongs before the close");
+    assert_eq!(
+        pongs, MAX_FRAMES_PER_SECOND,
+        "every frame within the limit is answered, none after"
+    );
 
     // The good client kept receiving every event, and nothing else.
     fake.emit_fixture("order-update-exponent.json").await;
@@ -288,5 +292,118 @@ async fn hostile_clients_are_closed_and_others_keep_receiving() {
     assert_eq!(closes("binary"), Some(1.0));
     assert_eq!(closes("rate_limit"), Some(1.0));
     assert!(wait_until(|| hub.hub.status.to_json()["active_connections"] == 1, T).await);
+    hub.shutdown().await;
+}
+
+/// A `{"type":"ping"}` text frame padded to exactly `len` bytes.
+fn padded_ping(len: usize) -> String {
+    let head = r#"{"type":"ping","pad":""#;
+    let tail = r#""}"#;
+    let text = format!("{head}{}{tail}", "x".repeat(len - head.len() - tail.len()));
+    assert_eq!(text.len(), len);
+    text
+}
+
+/// Reads exactly `pongs` pong frames, then the close: (pongs read, close code).
+async fn pongs_then_close(c: &mut Client) -> (u32, Option<u16>) {
+    let mut pongs = 0;
+    loop {
+        match c.next(Duration::from_secs(20)).await {
+            Some(Incoming::Json(v, _)) => {
+                assert_eq!(v["type"], "pong", "{v}");
+                pongs += 1;
+            }
+            Some(Incoming::Close(close)) => return (pongs, close.map(|c| c.0)),
+            other => panic!("after {pongs} pongs: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_size_boundary_4096_is_answered_4097_closes() {
+    let fake = FakeCoinDcx::start().await;
+    let hub = start_hub(&fake, &[]).await;
+    assert_eq!(MAX_CLIENT_FRAME, 4096, "SPEC §6: 4 KiB");
+
+    // Exactly the limit: answered, and the socket stays open for more.
+    let (mut c, _) = Client::connect_greeted(hub.addr).await;
+    c.send_text(&padded_ping(MAX_CLIENT_FRAME)).await;
+    let f = c.next_json(T).await;
+    assert_eq!(f["type"], "pong", "a {MAX_CLIENT_FRAME}-byte frame: {f}");
+    c.send_text("ping").await;
+    assert_eq!(c.next_json(T).await["type"], "pong");
+
+    // One byte more: closed with 1008, nothing answered.
+    c.send_text(&padded_ping(MAX_CLIENT_FRAME + 1)).await;
+    assert_eq!(
+        pongs_then_close(&mut c).await,
+        (0, Some(1008)),
+        "a {}-byte frame",
+        MAX_CLIENT_FRAME + 1
+    );
+
+    let m = hub.hub.metrics.render();
+    assert_eq!(
+        metric(&m, r#"hub_client_closes_total{reason="bad_frame"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(wait_until(|| hub.hub.status.to_json()["active_connections"] == 0, T).await);
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_rate_boundary_20_are_answered_the_21st_closes() {
+    let fake = FakeCoinDcx::start().await;
+    let hub = start_hub(&fake, &[]).await;
+    assert_eq!(MAX_FRAMES_PER_SECOND, 20, "SPEC §6: 20 frames per second");
+    let limit = MAX_FRAMES_PER_SECOND;
+
+    // The limit in one burst: every frame answered, the socket open. The next frame, sent once a
+    // full second has passed since the burst was answered (so since the hub read its first
+    // frame), opens a new window and is answered too.
+    let (mut at_limit, _) = Client::connect_greeted(hub.addr).await;
+    for _ in 0..limit {
+        at_limit
+            .ws
+            .feed(Message::Text("ping".into()))
+            .await
+            .unwrap();
+    }
+    at_limit.ws.flush().await.unwrap();
+    for n in 0..limit {
+        let f = at_limit.next_json(T).await;
+        assert_eq!(
+            f["type"], "pong",
+            "answer {n} of the {limit}-frame burst: {f}"
+        );
+    }
+    // The one wait here is the rate window itself; nothing can be awaited instead.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    at_limit.send_text("ping").await;
+    let f = at_limit.next_json(T).await;
+    assert_eq!(f["type"], "pong", "first frame of the next second: {f}");
+
+    // One over the limit in one burst: exactly the first `limit` answered, then 1008.
+    let (mut over, _) = Client::connect_greeted(hub.addr).await;
+    for _ in 0..=limit {
+        over.ws.feed(Message::Text("ping".into())).await.unwrap();
+    }
+    over.ws.flush().await.unwrap();
+    assert_eq!(
+        pongs_then_close(&mut over).await,
+        (limit, Some(1008)),
+        "{} frames in one burst",
+        limit + 1
+    );
+
+    let m = hub.hub.metrics.render();
+    assert_eq!(
+        metric(&m, r#"hub_client_closes_total{reason="rate_limit"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(wait_until(|| hub.hub.status.to_json()["active_connections"] == 1, T).await);
+    at_limit.close().await;
     hub.shutdown().await;
 }

@@ -834,3 +834,99 @@ pub async fn wait_reconciles(hub: &coindcx_hub::RunningHub, runs: u64, timeout: 
         metric(&metrics.render(), series)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Upgrades and GETs with chosen headers (who may ask: tests/auth.rs, tests/host_check.rs)
+
+/// `ws://addr{path}` as a client request with `headers` set (replacing defaults such as `Host`).
+pub fn ws_request(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+    let mut req = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("valid ws url");
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    req
+}
+
+/// A refused upgrade is an ordinary HTTP answer before the switch, which tokio-tungstenite
+/// reports as `Error::Http(response)`: the open socket, or the refusal's status.
+pub fn ws_outcome(
+    result: Result<
+        (
+            Ws,
+            tokio_tungstenite::tungstenite::handshake::client::Response,
+        ),
+        tokio_tungstenite::tungstenite::Error,
+    >,
+) -> Result<Client, u16> {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match result {
+        Ok((ws, resp)) => {
+            assert_eq!(resp.status().as_u16(), 101);
+            Ok(Client { ws })
+        }
+        Err(WsError::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("upgrade failed without an HTTP answer: {e}"),
+    }
+}
+
+/// Upgrades `ws://addr{path}` with extra headers: the open socket, or the refusal's status.
+pub async fn ws_upgrade(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Client, u16> {
+    let req = ws_request(addr, path, headers);
+    let Ok(result) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    else {
+        panic!("upgrade of {path} timed out");
+    };
+    ws_outcome(result)
+}
+
+/// An accepted upgrade, greeted with `system` + `snapshot`; panics naming `what` otherwise.
+pub async fn expect_greeted(result: Result<Client, u16>, what: &str) -> Client {
+    let wait = Duration::from_secs(10);
+    let mut c = result.unwrap_or_else(|code| panic!("{what}: refused with HTTP {code}"));
+    let system = c.next_json(wait).await;
+    assert_eq!(system["type"], "system", "{what}: {system}");
+    assert_eq!(system["data"]["message"], "connected", "{what}: {system}");
+    let snapshot = c.next_json(wait).await;
+    assert_eq!(snapshot["type"], "snapshot", "{what}: {snapshot}");
+    c
+}
+
+/// `GET http://addr{path}` with extra headers (a `Host` given here replaces the real one) →
+/// (status, body).
+pub async fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .timeout(Duration::from_secs(10));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let code = resp.status().as_u16();
+    (code, resp.text().await.unwrap_or_default())
+}
