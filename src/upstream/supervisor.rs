@@ -485,3 +485,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "supervisor_tests.rs"]
+mod scripted;
