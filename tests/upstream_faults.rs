@@ -49,7 +49,10 @@ async fn stalled_handshake_is_retried_reported_and_stopped() {
     );
     assert_eq!(sys["data"]["upstream_state"], "reconnecting");
     assert_eq!(sys["data"]["coindcx_connected"], false);
-    assert_eq!(sys["data"]["reason"], "no Socket.IO connect within 10000 ms");
+    assert_eq!(
+        sys["data"]["reason"],
+        "no Socket.IO connect within 10000 ms"
+    );
 
     // A retry within the deadline + backoff, and the stalled socket is closed.
     assert!(
@@ -70,7 +73,9 @@ async fn stalled_handshake_is_retried_reported_and_stopped() {
         gap <= ATTEMPT_DEADLINE + FIRST_BACKOFF + SLACK,
         "retried after {gap:?}"
     );
-    let closed = first.1.expect("the stalled socket was closed before the retry");
+    let closed = first
+        .1
+        .expect("the stalled socket was closed before the retry");
     assert!(closed <= second.0 + Duration::from_millis(50));
     assert_eq!(upstream_state(hub.addr).await, "reconnecting");
 
@@ -93,11 +98,18 @@ async fn stalled_handshake_is_retried_reported_and_stopped() {
         exchange.open(),
         exchange.accepted()
     );
-    eprintln!("idle and closed {:?} after the last client left", left_at.elapsed());
+    eprintln!(
+        "idle and closed {:?} after the last client left",
+        left_at.elapsed()
+    );
     assert_eq!(exchange.accepted(), 2);
     // No attempt survives the stop (absence can only be checked after some time).
     tokio::time::sleep(FIRST_BACKOFF + Duration::from_millis(500)).await;
-    assert_eq!(exchange.accepted(), 2, "an attempt survived the last client");
+    assert_eq!(
+        exchange.accepted(),
+        2,
+        "an attempt survived the last client"
+    );
     hub.shutdown().await;
 }
 
@@ -153,7 +165,11 @@ async fn assert_left_before_disconnect(fake: &NodeFake, n: u64, how: &str) {
     let leaves = fake
         .wait_stat("leaves", |v| v >= n, Duration::from_secs(10))
         .await;
-    assert_eq!(leaves, n, "{how} run {n}: `leave` not counted by {:?}", fake.sio);
+    assert_eq!(
+        leaves, n,
+        "{how} run {n}: `leave` not counted by {:?}",
+        fake.sio
+    );
     let logs = fake.logs().await;
     let sid = logs["leaves"][n as usize - 1]["sid"]
         .as_str()
@@ -165,15 +181,25 @@ async fn assert_left_before_disconnect(fake: &NodeFake, n: u64, how: &str) {
         if let (Some(left), Some(gone)) = leave_then_disconnect(&logs, &sid) {
             break (left, gone);
         }
-        assert!(Instant::now() < deadline, "{how} run {n}: {sid} not disconnected: {logs}");
+        assert!(
+            Instant::now() < deadline,
+            "{how} run {n}: {sid} not disconnected: {logs}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert!(left <= gone, "{how} run {n}: leave at {left}, disconnect at {gone}");
+    assert!(
+        left <= gone,
+        "{how} run {n}: leave at {left}, disconnect at {gone}"
+    );
     assert_eq!(fake.stat("joins_ok").await, n, "{how} run {n}: joins");
     assert_eq!(fake.stat("room_size").await, 0, "{how} run {n}: room");
     if fake.sio == Sio::V4 {
         // (socket.io 2 counts an extra connect for an Engine.IO 4 client's default namespace.)
-        assert_eq!(fake.stat("total_connects").await, n, "{how} run {n}: connects");
+        assert_eq!(
+            fake.stat("total_connects").await,
+            n,
+            "{how} run {n}: connects"
+        );
         let disconnects = fake
             .wait_stat("total_disconnects", |v| v >= n, Duration::from_secs(10))
             .await;

@@ -94,7 +94,10 @@ impl Rig {
     /// The retry after a failure: a new connection, reported as `reconnecting`.
     async fn reopened(&mut self) -> ConnSink {
         let sink = self.next_open().await;
-        assert_eq!(self.expect_state(UpstreamState::Reconnecting).await, "connecting");
+        assert_eq!(
+            self.expect_state(UpstreamState::Reconnecting).await,
+            "connecting"
+        );
         sink
     }
 
@@ -219,10 +222,18 @@ async fn a_stalled_attempt_is_closed_at_its_deadline_and_retried() {
     r.expect_state(UpstreamState::Connecting).await;
     let detail = r.expect_state(UpstreamState::Reconnecting).await;
     assert_eq!(detail, "no Socket.IO connect within 200 ms");
-    assert_eq!(r.closes.load(Ordering::SeqCst), 1, "the stalled attempt is closed");
+    assert_eq!(
+        r.closes.load(Ordering::SeqCst),
+        1,
+        "the stalled attempt is closed"
+    );
     let _retry = r.reopened().await;
     assert_eq!(r.ceilings_ms(), vec![500]);
     r.sup.send(Command::Stop);
     r.expect_state(UpstreamState::Idle).await;
-    assert_eq!(r.closes.load(Ordering::SeqCst), 2, "the retry is closed by the stop");
+    assert_eq!(
+        r.closes.load(Ordering::SeqCst),
+        2,
+        "the retry is closed by the stop"
+    );
 }

@@ -452,6 +452,8 @@ async fn on_leave(socket: SocketRef, shared: Arc<Shared>) {
     socket.leave(ROOM);
     shared.joined.lock().unwrap().remove(&socket.id.to_string());
     shared.leaves.fetch_add(1, Ordering::SeqCst);
+    // Like CoinDCX (PROTOCOL.md §3): the hub disconnects once it sees this (or after ~1 s).
+    let _ = socket.emit("Left Channel", &serde_json::json!({"channelName": ROOM}));
 }
 
 // ---------------------------------------------------------------------------------------------
