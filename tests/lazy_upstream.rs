@@ -1,9 +1,9 @@
 //! SPEC §4: the exchange connection exists only while someone watches; a connection storm
 //! opens exactly one upstream; the last client leaving closes it (after the linger).
 //!
-//! Every wait polls a condition with a deadline. The contract's bounds (closed within the linger
-//! + 2 s) are asserted as such; the other deadlines are failure bounds for a loaded 2-core box.
-//! Sleeps remain only where an absence is checked (no connection without clients).
+//! Every wait polls a condition with a deadline. The contract's bound (closed at most 2 s
+//! after the linger) is asserted as such; the other deadlines are failure bounds for a loaded
+//! 2-core box. Sleeps remain only where an absence is checked (no connection without clients).
 
 mod common;
 

@@ -49,10 +49,7 @@ async fn stalled_handshake_is_retried_reported_and_stopped() {
     );
     assert_eq!(sys["data"]["upstream_state"], "reconnecting");
     assert_eq!(sys["data"]["coindcx_connected"], false);
-    assert_eq!(
-        sys["data"]["reason"],
-        "no Socket.IO connect within 10000 ms"
-    );
+    assert_eq!(sys["data"]["reason"], "no Socket.IO connect within 10 s");
 
     // A retry within the deadline + backoff, and the stalled socket is closed.
     assert!(

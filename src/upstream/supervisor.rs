@@ -227,8 +227,8 @@ impl Task {
                 }
                 _ = sleep_until_opt(join_deadline) => {
                     self.join_deadline = None;
-                    let limit = self.policy.join_timeout.as_millis();
-                    self.on_signal(Signal::Closed(format!("no Socket.IO connect within {limit} ms"))).await;
+                    let limit = human(self.policy.join_timeout);
+                    self.on_signal(Signal::Closed(format!("no Socket.IO connect within {limit}"))).await;
                 }
                 done = join_opt(&mut self.reconcile) => {
                     self.reconcile = None;
@@ -452,6 +452,15 @@ pub fn backoff_ceiling(attempt: u32) -> Duration {
 fn full_jitter(ceiling: Duration) -> Duration {
     let ms = rand::thread_rng().gen_range(50..=ceiling.as_millis().max(50) as u64);
     Duration::from_millis(ms)
+}
+
+/// `10 s`, or `200 ms` when not whole seconds.
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

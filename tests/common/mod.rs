@@ -883,12 +883,14 @@ pub async fn wait_exit(
     exit
 }
 
+/// Per accepted socket, in order: when it was accepted and when the peer closed it.
+pub type SocketLog = Arc<Mutex<Vec<(Instant, Option<Instant>)>>>;
+
 /// A black-holed exchange: a TCP listener on 127.0.0.1 that accepts and never writes a byte,
 /// and notes when each accepted socket was closed by the other side (EOF or reset).
 pub struct SilentListener {
     pub port: u16,
-    /// Per accepted socket, in order: when it was accepted and when the peer closed it.
-    pub sockets: Arc<Mutex<Vec<(Instant, Option<Instant>)>>>,
+    pub sockets: SocketLog,
     task: JoinHandle<()>,
 }
 
@@ -898,7 +900,7 @@ impl SilentListener {
             .await
             .expect("bind silent listener");
         let port = listener.local_addr().unwrap().port();
-        let sockets: Arc<Mutex<Vec<(Instant, Option<Instant>)>>> = Arc::default();
+        let sockets: SocketLog = Arc::default();
         let seen = sockets.clone();
         let task = tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
