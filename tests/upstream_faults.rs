@@ -123,7 +123,7 @@ async fn sigterm_during_a_stalled_attempt_exits_within_2_s() {
             .expect("hub binary runs"),
     );
     wait_healthy(addr, Duration::from_secs(20)).await;
-    let (_c, _) = Client::connect_greeted(addr).await;
+    let (mut c, _) = Client::connect_greeted(addr).await;
     assert!(
         wait_until(|| exchange.accepted() == 1, Duration::from_secs(10)).await,
         "the hub never opened a TCP connection"
@@ -132,6 +132,10 @@ async fn sigterm_during_a_stalled_attempt_exits_within_2_s() {
 
     sigterm(child.0.id());
     let signalled = Instant::now();
+    // The browser answers the close like a real one would.
+    let close = c.expect_close(Duration::from_secs(5)).await;
+    assert_eq!(close, Some((1001, "shutting down".to_string())));
+    drop(c);
     let exit = wait_exit(&mut child.0, Duration::from_secs(2)).await;
     eprintln!("exit {exit:?} {:?} after SIGTERM", signalled.elapsed());
     let exit = exit.expect("still running 2 s after SIGTERM with an attempt stalled");
@@ -241,12 +245,15 @@ async fn sigterm_runs(sio: Sio, runs: u64) {
                 .expect("hub binary runs"),
         );
         wait_healthy(addr, Duration::from_secs(20)).await;
-        let (_c, _) = Client::connect_greeted(addr).await;
+        let (mut c, _) = Client::connect_greeted(addr).await;
         let joins = fake
             .wait_stat("joins_ok", |v| v >= n, Duration::from_secs(20))
             .await;
         assert_eq!(joins, n, "run {n}: join");
         sigterm(child.0.id());
+        let close = c.expect_close(Duration::from_secs(5)).await;
+        assert_eq!(close, Some((1001, "shutting down".to_string())), "run {n}");
+        drop(c);
         let exit = wait_exit(&mut child.0, Duration::from_secs(5)).await;
         assert_eq!(
             exit.and_then(|e| e.code()),
