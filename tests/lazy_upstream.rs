@@ -1,5 +1,9 @@
 //! SPEC §4: the exchange connection exists only while someone watches; a connection storm
 //! opens exactly one upstream; the last client leaving closes it (after the linger).
+//!
+//! Every wait polls a condition with a deadline. The contract's bound (closed at most 2 s
+//! after the linger) is asserted as such; the other deadlines are failure bounds for a loaded
+//! 2-core box. Sleeps remain only where an absence is checked (no connection without clients).
 
 mod common;
 
@@ -59,8 +63,8 @@ async fn one_upstream_for_a_storm_and_none_without_clients() {
     }
     eprintln!("200 clients greeted in {:?}", started.elapsed());
     assert!(
-        wait_until(|| fake.joins() == 1, Duration::from_secs(5)).await,
-        "no join within 5 s"
+        wait_until(|| fake.joins() == 1, Duration::from_secs(20)).await,
+        "no join within 20 s"
     );
     // Let any straggling second connection show itself.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -79,7 +83,7 @@ async fn one_upstream_for_a_storm_and_none_without_clients() {
     assert_eq!(st["coindcx_connected"], true);
     assert_eq!(http_get(hub.addr, "/readyz").await.0, 200);
 
-    // Everybody leaves: upstream gone within 1 s of the last one (linger 0).
+    // Everybody leaves: upstream gone within 2 s of the last one (linger 0, SPEC §4).
     let closers: Vec<_> = clients
         .into_iter()
         .map(|c| tokio::spawn(c.close()))
@@ -89,8 +93,8 @@ async fn one_upstream_for_a_storm_and_none_without_clients() {
     }
     let left_at = Instant::now();
     assert!(
-        wait_until(|| fake.connected() == 0, Duration::from_secs(1)).await,
-        "upstream still connected 1 s after the last client left"
+        wait_until(|| fake.connected() == 0, Duration::from_secs(2)).await,
+        "upstream still connected 2 s after the last client left"
     );
     eprintln!(
         "upstream gone {:?} after the last client left",
@@ -104,9 +108,10 @@ async fn one_upstream_for_a_storm_and_none_without_clients() {
     assert!(
         wait_until(
             || hub.hub.status.to_json()["upstream"]["state"] == "idle",
-            Duration::from_secs(1)
+            Duration::from_secs(2)
         )
-        .await
+        .await,
+        "not idle 2 s after the last client left"
     );
 
     // No reconnect attempt survives.
@@ -125,56 +130,68 @@ async fn one_upstream_for_a_storm_and_none_without_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linger_keeps_the_upstream_for_a_while() {
+    const LINGER: Duration = Duration::from_millis(3000);
     let fake = FakeCoinDcx::start().await;
-    let hub = start_hub(&fake, &[("HUB_UPSTREAM_LINGER_MS", "1500")]).await;
+    let hub = start_hub(&fake, &[("HUB_UPSTREAM_LINGER_MS", "3000")]).await;
+    let clients_now = |n: u64| {
+        let st = hub.hub.status.to_json();
+        st["active_connections"] == n
+    };
 
     let (c, _) = Client::connect_greeted(hub.addr).await;
-    assert!(wait_until(|| fake.joins() == 1, Duration::from_secs(5)).await);
-    c.close().await;
+    assert!(wait_until(|| fake.joins() == 1, Duration::from_secs(20)).await);
     let left_at = Instant::now();
+    c.close().await;
+    assert!(
+        wait_until(|| clients_now(0), Duration::from_secs(10)).await,
+        "the hub did not see the client leave"
+    );
 
     // A client arriving during the linger reuses the connection.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        fake.connected(),
-        1,
-        "upstream dropped before HUB_UPSTREAM_LINGER_MS"
-    );
     let (c, _) = Client::connect_greeted(hub.addr).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let back_after = left_at.elapsed();
+    assert!(
+        back_after < LINGER,
+        "the second client took {back_after:?}: the machine is too slow for this check"
+    );
     assert_eq!(
         fake.connects(),
         1,
         "a client within the linger must not reopen the upstream"
     );
-    c.close().await;
-    let left_at_2 = Instant::now();
-    let _ = left_at;
+    assert_eq!(fake.leaves(), 0, "`leave` sent during the linger");
+    assert_eq!(fake.connected(), 1);
+    assert_eq!(hub.hub.status.to_json()["upstream"]["state"], "joined");
 
-    // Still there at 1.2 s of the 1.5 s linger, gone by linger + 1 s.
-    tokio::time::sleep(Duration::from_millis(1200).saturating_sub(left_at_2.elapsed())).await;
-    assert_eq!(
-        fake.connected(),
-        1,
-        "upstream dropped before HUB_UPSTREAM_LINGER_MS"
-    );
+    // Closed no sooner than the linger after the last client, and within the linger + 2 s.
+    let left_at = Instant::now();
+    c.close().await;
+    let closed_by = LINGER + Duration::from_secs(2);
     assert!(
         wait_until(
             || fake.connected() == 0,
-            Duration::from_millis(2500).saturating_sub(left_at_2.elapsed())
+            closed_by.saturating_sub(left_at.elapsed())
         )
         .await,
-        "upstream not closed within linger + 1 s"
+        "upstream not closed within the linger + 2 s"
     );
-    let gone_after = left_at_2.elapsed();
+    let gone_after = left_at.elapsed();
     eprintln!(
-        "with HUB_UPSTREAM_LINGER_MS=1500 the upstream closed {gone_after:?} after the last client"
+        "with HUB_UPSTREAM_LINGER_MS=3000 the upstream closed {gone_after:?} after the last client"
     );
     assert!(
-        gone_after >= Duration::from_millis(1500),
+        gone_after >= LINGER,
         "closed after {gone_after:?}, before the linger"
     );
     assert_eq!(fake.connects(), 1);
     assert_eq!(fake.leaves(), 1);
+    assert!(
+        wait_until(
+            || hub.hub.status.to_json()["upstream"]["state"] == "idle",
+            Duration::from_secs(2)
+        )
+        .await,
+        "not idle after the linger"
+    );
     hub.shutdown().await;
 }

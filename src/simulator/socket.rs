@@ -49,7 +49,11 @@ pub fn install(io: &SocketIo, shared: Arc<Shared>) {
                 }
             };
             s.on("join", on_join);
-            s.on("leave", |s: SocketRef| async move { s.leave(ROOM) });
+            // CoinDCX answers `leave` with an undocumented `Left Channel` (PROTOCOL.md §3).
+            s.on("leave", |s: SocketRef| async move {
+                s.leave(ROOM);
+                let _ = s.emit("Left Channel", &serde_json::json!({ "channelName": ROOM }));
+            });
         }
         async move {
             if open {

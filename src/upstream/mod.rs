@@ -238,7 +238,14 @@ pub trait Transport: Send + Sync + 'static {
 
 /// One open (or opening) connection.
 pub trait Connection: Send {
-    /// Sends `leave`, disconnects and releases the transport; completes when it is gone.
+    /// Ends the connection, in whatever phase it is, without holding up the supervisor:
+    /// - still connecting (even a handshake that never answers): abandon it at once;
+    /// - joined: emit `leave`, wait for the exchange's `Left Channel` (bounded, about 1 s), then
+    ///   disconnect: a socket.io 4 server drops an event that arrives with the disconnect;
+    /// - then release every socket and task.
+    ///
+    /// Completes when the connection is gone, or after a bound of about 2 s at most (the rest
+    /// finishes in the background). Implementations keep `Left Channel` out of the records.
     fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
 

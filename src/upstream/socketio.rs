@@ -4,22 +4,41 @@
 //! `rust_socketio`'s `disconnect()` leaves the WebSocket open for ~25 s and its reader task
 //! would keep going, so closing a connection means dropping that runtime: every task and socket
 //! it owns is gone at once, and no reconnect attempt can survive. Its own reconnect is off; the
-//! supervisor owns the policy.
+//! supervisor owns the policy (including the deadline of an attempt).
+//!
+//! Closing never waits on the exchange for long: the stop signal is watched while `connect()`
+//! runs (an address that accepts TCP and never answers must not hold up a stop), and
+//! [`Connection::close`] waits at most [`CLOSE_BOUND`] for the thread; past that the thread
+//! finishes and drops its runtime in the background.
 
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Event, Payload, TransportType};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use super::{ConnSink, Connection, Signal, Transport};
 use crate::signing::join_signature;
 
 /// How often the connection checks that the client's reader task is still alive.
 const WATCHDOG: Duration = Duration::from_millis(100);
+/// How long `leave` may take to be written to the socket.
+const LEAVE_SEND: Duration = Duration::from_millis(300);
+/// How long to wait for the exchange's `Left Channel` answer before disconnecting anyway.
+/// A socket.io 4 server dispatches an event on its next tick and drops any packet that arrives
+/// after the disconnect, so `leave` and the disconnect must never go back to back.
+pub const LEFT_CHANNEL_WAIT: Duration = Duration::from_secs(1);
+/// How long the namespace disconnect may take to be written.
+const DISCONNECT_SEND: Duration = Duration::from_millis(200);
+/// The most `close()` waits for the connection thread: leave, its answer, the disconnect and
+/// the runtime's shutdown, with room to spare. The thread is never joined.
+pub const CLOSE_BOUND: Duration = Duration::from_millis(2000);
+/// The exchange's answer to `leave` (PROTOCOL.md §3); not a record, so never sent to the hub.
+const LEFT_CHANNEL: &str = "Left Channel";
 
 pub struct SocketIoTransport {
     url: String,
@@ -40,6 +59,7 @@ impl SocketIoTransport {
 impl Transport for SocketIoTransport {
     fn open(&self, sink: ConnSink) -> Box<dyn Connection> {
         let (stop_tx, stop_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel::<()>();
         let url = self.url.clone();
         let join = json!({
             "channelName": "coindcx",
@@ -60,17 +80,19 @@ impl Transport for SocketIoTransport {
                 runtime.block_on(run(url, join, thread_sink, stop_rx));
                 // Dropping the runtime here aborts the reader task and closes the socket.
                 runtime.shutdown_timeout(Duration::from_millis(100));
+                let _ = done_tx.send(());
             });
+        // The thread is detached: `close()` waits for `done`, bounded, never for a join.
         match spawned {
-            Ok(thread) => Box::new(SocketIoConnection {
+            Ok(_detached) => Box::new(SocketIoConnection {
                 stop: Some(stop_tx),
-                thread: Some(thread),
+                done: Some(done_rx),
             }),
             Err(e) => {
                 sink.signal(Signal::Closed(format!("thread: {e}")));
                 Box::new(SocketIoConnection {
                     stop: None,
-                    thread: None,
+                    done: None,
                 })
             }
         }
@@ -79,7 +101,8 @@ impl Transport for SocketIoTransport {
 
 struct SocketIoConnection {
     stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// Completes (or errs) when the connection thread has dropped its runtime and sockets.
+    done: Option<oneshot::Receiver<()>>,
 }
 
 impl Connection for SocketIoConnection {
@@ -87,10 +110,12 @@ impl Connection for SocketIoConnection {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let thread = self.thread.take();
+        let done = self.done.take();
         async move {
-            if let Some(thread) = thread {
-                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            if let Some(done) = done {
+                if tokio::time::timeout(CLOSE_BOUND, done).await.is_err() {
+                    log::warn!(target: "upstream", "connection thread still closing after {} ms; it finishes in the background", CLOSE_BOUND.as_millis());
+                }
             }
         }
         .boxed()
@@ -105,15 +130,24 @@ impl Drop for SocketIoConnection {
 }
 
 async fn run(url: String, join: Value, sink: ConnSink, mut stop: oneshot::Receiver<()>) {
+    // Whether `join` went out on this socket and it has not closed since: only then is a
+    // `leave` worth sending and its answer worth waiting for.
+    let joined = Arc::new(AtomicBool::new(false));
+    let left = Arc::new(Notify::new());
     let on_connect = {
         let sink = sink.clone();
+        let joined = joined.clone();
         move |_: Payload, client: Client| {
             let sink = sink.clone();
             let join = join.clone();
+            let joined = joined.clone();
             async move {
                 // Only now has the server acknowledged the namespace; an earlier emit is lost.
                 match client.emit("join", join).await {
-                    Ok(()) => sink.signal(Signal::Joined),
+                    Ok(()) => {
+                        joined.store(true, Ordering::SeqCst);
+                        sink.signal(Signal::Joined)
+                    }
                     Err(e) => sink.signal(Signal::Closed(format!("join not sent: {e}"))),
                 }
             }
@@ -122,7 +156,9 @@ async fn run(url: String, join: Value, sink: ConnSink, mut stop: oneshot::Receiv
     };
     let on_close = {
         let sink = sink.clone();
+        let joined = joined.clone();
         move |_: Payload, _: Client| {
+            joined.store(false, Ordering::SeqCst);
             sink.signal(Signal::Closed("server disconnected".into()));
             async {}.boxed()
         }
@@ -144,14 +180,18 @@ async fn run(url: String, join: Value, sink: ConnSink, mut stop: oneshot::Receiv
     };
     let on_any = {
         let sink = sink.clone();
+        let left = left.clone();
         move |event: Event, payload: Payload, _: Client| {
-            if let Event::Custom(name) = event {
-                sink.record(name, first_arg(payload));
+            match event {
+                // `notify_one` keeps a permit, so an answer that beats the waiter is not lost.
+                Event::Custom(name) if name == LEFT_CHANNEL => left.notify_one(),
+                Event::Custom(name) => sink.record(name, first_arg(payload)),
+                _ => {}
             }
             async {}.boxed()
         }
     };
-    let connected = ClientBuilder::new(url)
+    let connecting = ClientBuilder::new(url)
         .transport_type(TransportType::Websocket)
         .reconnect(false)
         .reconnect_on_disconnect(false)
@@ -159,8 +199,13 @@ async fn run(url: String, join: Value, sink: ConnSink, mut stop: oneshot::Receiv
         .on(Event::Close, on_close)
         .on(Event::Error, on_error)
         .on_any(on_any)
-        .connect()
-        .await;
+        .connect();
+    // A stalled handshake (TCP accepted, nothing answered) must not hold up a stop; the
+    // supervisor owns the attempt's deadline and stops us when it passes.
+    let connected = tokio::select! {
+        c = connecting => c,
+        _ = &mut stop => return,
+    };
     let client = match connected {
         Ok(c) => c,
         Err(e) => return sink.signal(Signal::Closed(format!("connect failed: {e}"))),
@@ -169,9 +214,10 @@ async fn run(url: String, join: Value, sink: ConnSink, mut stop: oneshot::Receiv
     loop {
         tokio::select! {
             _ = &mut stop => {
-                let leave = client.emit("leave", json!({"channelName": "coindcx"}));
-                let _ = tokio::time::timeout(Duration::from_millis(300), leave).await;
-                let _ = tokio::time::timeout(Duration::from_millis(200), client.disconnect()).await;
+                if joined.load(Ordering::SeqCst) {
+                    leave(&client, &left).await;
+                }
+                let _ = tokio::time::timeout(DISCONNECT_SEND, client.disconnect()).await;
                 return;
             }
             _ = watchdog.tick() => {
@@ -181,6 +227,26 @@ async fn run(url: String, join: Value, sink: ConnSink, mut stop: oneshot::Receiv
                 }
             }
         }
+    }
+}
+
+/// Emits `leave` and waits (bounded) for the exchange's `Left Channel`, so the disconnect that
+/// follows cannot overtake it.
+async fn leave(client: &Client, left: &Notify) {
+    let sent = tokio::time::timeout(
+        LEAVE_SEND,
+        client.emit("leave", json!({"channelName": "coindcx"})),
+    )
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
+        log::debug!(target: "upstream", "leave not sent; disconnecting");
+        return;
+    }
+    if tokio::time::timeout(LEFT_CHANNEL_WAIT, left.notified())
+        .await
+        .is_err()
+    {
+        log::debug!(target: "upstream", "no `{LEFT_CHANNEL}` within {} ms; disconnecting", LEFT_CHANNEL_WAIT.as_millis());
     }
 }
 

@@ -3,7 +3,11 @@
 //! The hub sends it [`Command`]s (start when the first client arrives, stop after the last one
 //! leaves, reconcile after a gap) and never waits on it. It reports state changes and REST
 //! reconcile results back as [`Report`]s. Policy, in one place:
-//! - drops reconnect with exponential backoff and full jitter, 0.5 s to 30 s;
+//! - drops reconnect with exponential backoff and full jitter, 0.5 s to 30 s; the attempt count
+//!   goes back to zero only after a join has held for [`STABLE_JOIN`] (a server that drops every
+//!   join after a few seconds must see growing delays, not a reconnect and reconcile every 0.5 s);
+//! - every attempt has a deadline ([`JOIN_TIMEOUT`]: TCP, TLS, Engine.IO open and Socket.IO
+//!   Connect in all); one that passes it is a failed attempt like any drop;
 //! - three disconnects within 2 s of `join` in a row, or a 401 from REST, mean bad credentials:
 //!   state `auth_failed`, retried at most every 5 minutes while clients are connected;
 //! - after every join, fetch the account over REST so nothing missed while away stays stale.
@@ -32,7 +36,9 @@ const QUICK_DROP: Duration = Duration::from_secs(2);
 const QUICK_DROPS_FOR_AUTH_FAILURE: u32 = 3;
 const AUTH_RETRY: Duration = Duration::from_secs(300);
 /// A connection that has not reached the Socket.IO Connect event by then is given up.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A join that held this long was a working connection: the next drop starts the backoff over.
+pub const STABLE_JOIN: Duration = Duration::from_secs(30);
 /// How long after emitting `join` the post-join REST fetch starts (see the module docs).
 pub const JOIN_SETTLE: Duration = Duration::from_secs(1);
 
@@ -107,15 +113,46 @@ pub struct Wiring {
     pub metrics: Arc<Metrics>,
 }
 
+/// The timing rules of the life cycle, in one value so tests can shorten them.
+#[derive(Clone)]
+pub(crate) struct Policy {
+    pub quick_drop: Duration,
+    pub stable_join: Duration,
+    pub join_timeout: Duration,
+    /// Turns a backoff ceiling into the delay actually waited (full jitter outside tests).
+    pub jitter: Arc<dyn Fn(Duration) -> Duration + Send + Sync>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            quick_drop: QUICK_DROP,
+            stable_join: STABLE_JOIN,
+            join_timeout: JOIN_TIMEOUT,
+            jitter: Arc::new(full_jitter),
+        }
+    }
+}
+
 /// Spawns the supervisor task on the current runtime.
 pub fn spawn(
     transport: Arc<dyn Transport>,
     account: Option<Arc<dyn AccountSource>>,
     wiring: Wiring,
 ) -> Supervisor {
+    spawn_with(transport, account, wiring, Policy::default())
+}
+
+pub(crate) fn spawn_with(
+    transport: Arc<dyn Transport>,
+    account: Option<Arc<dyn AccountSource>>,
+    wiring: Wiring,
+    policy: Policy,
+) -> Supervisor {
     let (tx, rx) = mpsc::unbounded_channel();
     let (sig_tx, sig_rx) = mpsc::unbounded_channel();
     let task = Task {
+        policy,
         transport,
         account,
         wiring,
@@ -140,6 +177,7 @@ pub fn spawn(
 }
 
 struct Task {
+    policy: Policy,
     transport: Arc<dyn Transport>,
     account: Option<Arc<dyn AccountSource>>,
     wiring: Wiring,
@@ -189,7 +227,8 @@ impl Task {
                 }
                 _ = sleep_until_opt(join_deadline) => {
                     self.join_deadline = None;
-                    self.on_signal(Signal::Closed(format!("no Socket.IO connect within {} s", JOIN_TIMEOUT.as_secs()))).await;
+                    let limit = human(self.policy.join_timeout);
+                    self.on_signal(Signal::Closed(format!("no Socket.IO connect within {limit}"))).await;
                 }
                 done = join_opt(&mut self.reconcile) => {
                     self.reconcile = None;
@@ -240,7 +279,7 @@ impl Task {
     async fn open(&mut self) {
         self.conn_id += 1;
         self.joined_at = None;
-        self.join_deadline = Some(Instant::now() + JOIN_TIMEOUT);
+        self.join_deadline = Some(Instant::now() + self.policy.join_timeout);
         let sink = ConnSink {
             conn_id: self.conn_id,
             records: self.wiring.records.clone(),
@@ -268,15 +307,19 @@ impl Task {
     async fn on_signal(&mut self, signal: Signal) {
         match signal {
             Signal::Joined => {
+                // `attempt` is not reset here: only a join that holds (see `Closed`) does.
                 self.joined_at = Some(Instant::now());
                 self.join_deadline = None;
-                self.attempt = 0;
                 log::info!(target: "upstream", "joined channel coindcx");
                 self.set_state(UpstreamState::Joined, "joined").await;
                 self.start_reconcile(JOIN_SETTLE);
             }
             Signal::Closed(reason) => {
-                let quick = self.joined_at.is_some_and(|t| t.elapsed() < QUICK_DROP);
+                let held = self.joined_at.map(|t| t.elapsed());
+                let quick = held.is_some_and(|h| h < self.policy.quick_drop);
+                if held.is_some_and(|h| h >= self.policy.stable_join) {
+                    self.attempt = 0;
+                }
                 self.close_conn().await;
                 self.quick_drops = if quick { self.quick_drops + 1 } else { 0 };
                 // After an auth failure one more quick drop is enough: retry once per 5 minutes.
@@ -294,7 +337,7 @@ impl Task {
                     return;
                 }
                 self.attempt += 1;
-                let delay = backoff(self.attempt);
+                let delay = (self.policy.jitter)(backoff_ceiling(self.attempt));
                 log::warn!(target: "upstream", "upstream lost ({reason}); reconnecting in {} ms", delay.as_millis());
                 self.retry_at = Some(Instant::now() + delay);
                 if self.state != UpstreamState::AuthFailed {
@@ -395,11 +438,29 @@ impl Task {
 
 /// Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^attempt)], at least 50 ms.
 pub fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_BASE
+    full_jitter(backoff_ceiling(attempt))
+}
+
+/// The most a retry after `attempt` failed attempts in a row waits: 0.5 s doubling to 30 s.
+pub fn backoff_ceiling(attempt: u32) -> Duration {
+    BACKOFF_BASE
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(BACKOFF_CAP);
+        .min(BACKOFF_CAP)
+}
+
+/// Uniform in [50 ms, ceiling].
+fn full_jitter(ceiling: Duration) -> Duration {
     let ms = rand::thread_rng().gen_range(50..=ceiling.as_millis().max(50) as u64);
     Duration::from_millis(ms)
+}
+
+/// `10 s`, or `200 ms` when not whole seconds.
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
@@ -433,3 +494,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "supervisor_tests.rs"]
+mod scripted;

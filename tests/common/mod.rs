@@ -452,6 +452,8 @@ async fn on_leave(socket: SocketRef, shared: Arc<Shared>) {
     socket.leave(ROOM);
     shared.joined.lock().unwrap().remove(&socket.id.to_string());
     shared.leaves.fetch_add(1, Ordering::SeqCst);
+    // Like CoinDCX (PROTOCOL.md §3): the hub disconnects once it sees this (or after ~1 s).
+    let _ = socket.emit("Left Channel", &serde_json::json!({"channelName": ROOM}));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -929,4 +931,167 @@ pub async fn http_get_with(
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
     let code = resp.status().as_u16();
     (code, resp.text().await.unwrap_or_default())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream life cycle: a hub against any exchange address, and an exchange that never answers
+
+/// Hub configuration with the exchange at `ws_url` (stream) and `api_url` (REST), plus `extra`.
+pub fn hub_config_for(
+    ws_url: &str,
+    api_url: &str,
+    extra: &[(&str, &str)],
+) -> coindcx_hub::config::Config {
+    let mut map: HashMap<String, String> = HashMap::new();
+    map.insert("HUB_BIND".into(), "127.0.0.1:0".into());
+    map.insert("COINDCX_API_KEY".into(), API_KEY.into());
+    map.insert("COINDCX_API_SECRET".into(), API_SECRET.into());
+    map.insert("COINDCX_WS_URL".into(), ws_url.into());
+    map.insert("COINDCX_API_URL".into(), api_url.into());
+    for (k, v) in extra {
+        map.insert(k.to_string(), v.to_string());
+    }
+    coindcx_hub::config::Config::from_lookup(|k| map.get(k).cloned()).expect("valid test config")
+}
+
+/// The hub binary on `addr` with the exchange at `ws_url` / `api_url`, logging at `log`.
+pub fn hub_command_for(
+    ws_url: &str,
+    api_url: &str,
+    addr: SocketAddr,
+    log: &str,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(HUB_BIN);
+    clean_env(&mut cmd, &std::env::temp_dir())
+        .env("RUST_LOG", log)
+        .env("HUB_BIND", addr.to_string())
+        .env("COINDCX_API_KEY", API_KEY)
+        .env("COINDCX_API_SECRET", API_SECRET)
+        .env("COINDCX_WS_URL", ws_url)
+        .env("COINDCX_API_URL", api_url);
+    cmd
+}
+
+/// Polls `GET addr/healthz` until it answers 200; panics after `timeout`.
+pub async fn wait_healthy(addr: SocketAddr, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ok = reqwest::Client::new()
+            .get(format!("http://{addr}/healthz"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "hub on {addr} not healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends SIGTERM to `pid`.
+pub fn sigterm(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -TERM {pid}");
+}
+
+/// Polls a child until it exits; its exit status, or None after `timeout`.
+pub async fn wait_exit(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let mut exit = None;
+    wait_until(
+        || {
+            exit = child.try_wait().ok().flatten();
+            exit.is_some()
+        },
+        timeout,
+    )
+    .await;
+    exit
+}
+
+/// Per accepted socket, in order: when it was accepted and when the peer closed it.
+pub type SocketLog = Arc<Mutex<Vec<(Instant, Option<Instant>)>>>;
+
+/// A black-holed exchange: a TCP listener on 127.0.0.1 that accepts and never writes a byte,
+/// and notes when each accepted socket was closed by the other side (EOF or reset).
+pub struct SilentListener {
+    pub port: u16,
+    pub sockets: SocketLog,
+    task: JoinHandle<()>,
+}
+
+impl SilentListener {
+    pub async fn start() -> SilentListener {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind silent listener");
+        let port = listener.local_addr().unwrap().port();
+        let sockets: SocketLog = Arc::default();
+        let seen = sockets.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let n = {
+                    let mut s = seen.lock().unwrap();
+                    s.push((Instant::now(), None));
+                    s.len() - 1
+                };
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut buf = [0u8; 4096];
+                    // Read (and discard) the handshake until the peer goes away.
+                    while let Ok(k) = stream.read(&mut buf).await {
+                        if k == 0 {
+                            break;
+                        }
+                    }
+                    seen.lock().unwrap()[n].1 = Some(Instant::now());
+                });
+            }
+        });
+        SilentListener {
+            port,
+            sockets,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.sockets.lock().unwrap().len()
+    }
+
+    /// Accepted sockets the peer has not closed yet.
+    pub fn open(&self) -> usize {
+        self.sockets
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, closed)| closed.is_none())
+            .count()
+    }
+}
+
+impl Drop for SilentListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl NodeFake {
+    /// `GET /logs`: recent connects, joins, leaves and disconnects, each `{at (unix ms), sid}`.
+    pub async fn logs(&self) -> Value {
+        self.ctl("GET", "/logs", None).await
+    }
 }
