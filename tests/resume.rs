@@ -537,6 +537,9 @@ async fn reconcile_after_upstream_gap_matches_rest() {
     let mut view = View::from_snapshot(&snap["data"]);
     let sim = hub.simulator.as_ref().unwrap();
     let rest = RestClient::new(&sim.url(), DEMO_API_KEY, DEMO_API_SECRET);
+    // The post-join fetch starts 1 s after the first join; had the outage begun before it ran,
+    // that fetch (not the one after the re-join) would report the changes made while away.
+    common::wait_reconciles(&hub, 1, T).await;
     let place = |price: &str| {
         json!({"side":"buy","pair":"B-ETH_USDT","order_type":"limit_order","price":price,"total_quantity":0.001,
                "notification":"no_notification","time_in_force":"good_till_cancel","margin_currency_short_name":"USDT"})
