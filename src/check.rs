@@ -241,7 +241,10 @@ fn clock(date: Option<&str>, sent_at: chrono::DateTime<chrono::Utc>, rtt: Durati
     if skew_ms.unsigned_abs() <= MAX_SKEW.as_millis() as u64 {
         Outcome::pass("clock skew", text)
     } else {
-        Outcome::fail("clock skew", format!("{text}: sync this host's clock (NTP)"))
+        Outcome::fail(
+            "clock skew",
+            format!("{text}: sync this host's clock (NTP)"),
+        )
     }
 }
 
@@ -357,7 +360,9 @@ async fn stream_check(t: &Target) -> Vec<Outcome> {
         out.push(verdict);
     }
     let closing = Instant::now();
-    let closed = tokio::time::timeout(CLOSE_BOUND, conn.close()).await.is_ok();
+    let closed = tokio::time::timeout(CLOSE_BOUND, conn.close())
+        .await
+        .is_ok();
     out.push(match (joined, closed) {
         (true, true) => Outcome::pass(
             "stream leave",
@@ -402,7 +407,11 @@ mod tests {
     #[test]
     fn signature_verdicts_name_the_cause() {
         let ok = signature_verdict(200, "[{\"id\":\"w\"},{\"id\":\"x\"}]");
-        assert!(ok.ok && ok.detail == "accepted (2 wallets)", "{}", ok.detail);
+        assert!(
+            ok.ok && ok.detail == "accepted (2 wallets)",
+            "{}",
+            ok.detail
+        );
         let bad = signature_verdict(
             401,
             r#"{"code":401,"message":"Invalid credentials","status":"error"}"#,

@@ -71,7 +71,6 @@ pub struct SimulatorSettings {
     pub seed: u64,
 }
 
-
 /// `coindcx-hub --version`: the crate version and the git commit it was built from (`build.rs`).
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -124,7 +123,8 @@ pub struct Settings {
           global = true, hide_env_values = true)]
     pub api_key: Option<String>,
 
-    /// CoinDCX API secret (prefer the environment or .env: flags show in `ps`)
+    /// CoinDCX API secret, empty with the key = simulator (prefer the environment or .env: flags
+    /// show in `ps`)
     #[arg(long, env = "COINDCX_API_SECRET", value_name = "SECRET", value_parser = text,
           global = true, hide_env_values = true)]
     pub api_secret: Option<String>,
@@ -312,7 +312,10 @@ pub fn setting_error(e: &clap::Error) -> Option<ConfigError> {
     // "--client-queue <N>" → "client-queue"
     let long = arg.split_whitespace().next()?.trim_start_matches('-');
     let (var, _) = variables().into_iter().find(|(_, l)| *l == long)?;
-    let message = match (std::error::Error::source(e), e.get(ContextKind::InvalidValue)) {
+    let message = match (
+        std::error::Error::source(e),
+        e.get(ContextKind::InvalidValue),
+    ) {
         (Some(source), _) => source.to_string(),
         (None, Some(ContextValue::String(v))) => format!("{v:?} is not accepted"),
         _ => e.kind().to_string(),
@@ -369,7 +372,10 @@ impl Settings {
             linger: Duration::from_millis(s.upstream_linger_ms),
             auth_token,
             jwt_secret,
-            allowed_origins: s.allowed_origins.clone().unwrap_or(AllowedOrigins::SameHost),
+            allowed_origins: s
+                .allowed_origins
+                .clone()
+                .unwrap_or(AllowedOrigins::SameHost),
             allowed_hosts: s
                 .allowed_hosts
                 .clone()
@@ -514,9 +520,7 @@ fn rate(s: &str) -> Result<f64, String> {
     let text = s.trim();
     match text.parse::<f64>() {
         Ok(r) if r.is_finite() && (0.0..=1_000_000.0).contains(&r) => Ok(r),
-        _ => Err(format!(
-            "{text:?} is not a rate in events/s (0 to 1000000)"
-        )),
+        _ => Err(format!("{text:?} is not a rate in events/s (0 to 1000000)")),
     }
 }
 
