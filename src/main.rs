@@ -47,16 +47,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match cli.command {
-        Some(Command::CheckConfig) => {
-            let settings = config::effective(&matches);
-            let passed = runtime.block_on(coindcx_hub::check::run(&config, &settings));
-            // A connection attempt that never finished may still hold a thread: the verdict
-            // is printed, so leave without waiting for it.
-            std::process::exit(if passed { 0 } else { 1 });
-        }
-        Some(Command::Version) | None => runtime.block_on(serve(config)),
+    if cli.command == Some(Command::CheckConfig) {
+        let settings = config::effective(&matches);
+        let passed = runtime.block_on(coindcx_hub::check::run(&config, &settings));
+        // A connection attempt that never finished may still hold a thread: the verdict is
+        // printed, so leave without waiting for it.
+        std::process::exit(if passed { 0 } else { 1 });
     }
+    runtime.block_on(serve(config))
 }
 
 /// An empty or blank variable counts as unset, as it always has (clap would hand `""` to the

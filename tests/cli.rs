@@ -5,9 +5,10 @@
 
 mod common;
 
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{clean_env, FakeCoinDcx, API_KEY, API_SECRET, HUB_BIN};
@@ -59,12 +60,56 @@ fn hub(dir: &Path) -> Command {
     cmd
 }
 
+/// Runs `cmd` to the end, killing it after `limit` (a binary that ignored its arguments would
+/// start serving instead of answering).
+fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the hub binary runs");
+    // Drained by threads so a chatty child never blocks on a full pipe.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out.read_to_end(&mut b);
+        b
+    });
+    let err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Bound for commands that answer at once (help, version, a bad value).
+const QUICK: Duration = Duration::from_secs(30);
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn help_text() -> String {
-    let out = hub(&scratch("help")).arg("--help").output().unwrap();
+    let out = output_within(hub(&scratch("help")).arg("--help"), QUICK);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     text(&out.stdout)
 }
@@ -147,16 +192,19 @@ fn version_prints_the_version_and_commit() {
         env!("CARGO_PKG_VERSION")
     );
     for args in [&["--version"][..], &["-V"], &["version"]] {
-        let out = hub(&scratch("version")).args(args).output().unwrap();
+        let out = output_within(hub(&scratch("version")).args(args), QUICK);
         assert_eq!(out.status.code(), Some(0), "{args:?}");
         assert_eq!(text(&out.stdout), expected, "{args:?}");
     }
 }
 
+/// Variables, arguments, and the names stderr must mention.
+type BadCase<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a [&'a str]);
+
 #[test]
 fn a_bad_flag_or_variable_exits_2_naming_it() {
     let dir = scratch("bad");
-    let cases: &[(&[(&str, &str)], &[&str], &[&str])] = &[
+    let cases: &[BadCase] = &[
         (&[("HUB_CLIENT_QUEUE", "0")], &[], &["HUB_CLIENT_QUEUE"]),
         (
             &[],
@@ -192,7 +240,7 @@ fn a_bad_flag_or_variable_exits_2_naming_it() {
         for (k, v) in *vars {
             cmd.env(k, v);
         }
-        let out = cmd.output().unwrap();
+        let out = output_within(&mut cmd, QUICK);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{vars:?} {args:?}: {stderr}");
         for name in *named {
@@ -212,7 +260,8 @@ fn check_config(dir: &Path, vars: &[(&str, &str)], args: &[&str]) -> (Output, Du
         cmd.env(k, v);
     }
     let started = Instant::now();
-    let out = cmd.output().expect("check-config runs");
+    // check-config bounds itself to ~15 s; this bound only stops a runaway.
+    let out = output_within(&mut cmd, Duration::from_secs(60));
     (out, started.elapsed())
 }
 
