@@ -34,11 +34,24 @@ fn main() {
     let from_env = std::env::var("COINDCX_HUB_COMMIT")
         .ok()
         .filter(|c| !c.trim().is_empty());
+    // Only this crate's own repository counts: a tarball unpacked inside another repository
+    // must not report that one's commit.
+    let own_repo = git(dir, &["rev-parse", "--show-toplevel"])
+        .and_then(|top| Path::new(&top).canonicalize().ok())
+        .is_some_and(|top| dir.canonicalize().is_ok_and(|d| d == top));
     let commit = from_env
-        .or_else(|| git(dir, &["rev-parse", "--short=12", "HEAD"]))
+        .or_else(|| {
+            own_repo
+                .then(|| git(dir, &["rev-parse", "--short=12", "HEAD"]))
+                .flatten()
+        })
         .unwrap_or_else(|| "unknown".into());
     // Rebuild when HEAD moves: HEAD itself (a branch switch) and the ref it points to (a
     // commit). In a worktree these live under the worktree's own git dir and the common dir.
+    if !own_repo {
+        println!("cargo:rustc-env=COINDCX_HUB_COMMIT={commit}");
+        return;
+    }
     for path in ["HEAD", "packed-refs"] {
         if let Some(p) = git(dir, &["rev-parse", "--git-path", path]) {
             watch(&dir.join(p));

@@ -655,6 +655,44 @@ mod tests {
     }
 
     #[test]
+    fn blank_values_are_unset_and_errors_name_variable_and_flag() {
+        let c = cfg(&[
+            ("HUB_CLIENT_QUEUE", "  "),
+            ("HUB_AUTH_TOKEN", " "),
+            ("HUB_BIND", " 127.0.0.1:9 "),
+            ("HUB_ALLOW_ANONYMOUS", "yes"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.client_queue, c.auth_token, c.bind.port(), c.allow_anonymous),
+            (1024, None, 9, true)
+        );
+        assert_eq!(c.settings.client_queue, 1024);
+        assert_eq!(
+            cfg(&[("HUB_CLIENT_QUEUE", "0")]).unwrap_err().to_string(),
+            "invalid HUB_CLIENT_QUEUE: \"0\" is not a whole number between 1 and 1000000 (--client-queue)"
+        );
+        // A value that looks like a flag stays a value.
+        assert_eq!(
+            cfg(&[("HUB_HISTORY", "--help")]).unwrap_err().var,
+            "HUB_HISTORY"
+        );
+    }
+
+    #[test]
+    fn every_setting_has_one_variable_and_one_flag() {
+        let vars = variables();
+        assert_eq!(vars.len(), 20);
+        let mut names: Vec<&str> = vars.iter().map(|(v, _)| *v).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 20);
+        assert!(vars.contains(&("HUB_ALLOWED_HOSTS", "allowed-hosts")));
+        assert!(vars.contains(&("COINDCX_EIO", "eio")));
+        assert!(vars.contains(&("RUST_LOG", "log")));
+    }
+
+    #[test]
     fn public_bind_needs_a_token() {
         assert_eq!(
             cfg(&[("HUB_BIND", "0.0.0.0:8000")]).unwrap_err().var,
