@@ -30,9 +30,12 @@ fn main() -> ExitCode {
         println!("coindcx-hub {}", config::VERSION);
         return ExitCode::SUCCESS;
     }
-    env_logger::Builder::new()
-        .parse_filters(&cli.settings.log)
-        .init();
+    let mut logger = env_logger::Builder::new();
+    logger.parse_filters(&cli.settings.log);
+    if let Ok(style) = std::env::var("RUST_LOG_STYLE") {
+        logger.parse_write_style(&style);
+    }
+    logger.init();
     let config = match cli.settings.clone().into_config() {
         Ok(c) => c,
         Err(e) => {
