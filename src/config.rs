@@ -664,7 +664,12 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            (c.client_queue, c.auth_token, c.bind.port(), c.allow_anonymous),
+            (
+                c.client_queue,
+                c.auth_token,
+                c.bind.port(),
+                c.allow_anonymous
+            ),
             (1024, None, 9, true)
         );
         assert_eq!(c.settings.client_queue, 1024);
