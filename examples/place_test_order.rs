@@ -8,13 +8,11 @@
 //! Reads the environment and `.env`: `COINDCX_API_KEY`, `COINDCX_API_SECRET`,
 //! `COINDCX_API_URL`. Without credentials it talks to the hub's built-in simulator with the
 //! demo key at `http://$HUB_SIM_BIND` (default `http://127.0.0.1:8010`; a `COINDCX_API_URL` that
-//! is not the real exchange's overrides it). Flags (or env):
-//! `--pair` (`TEST_ORDER_PAIR`, default `B-ETH_USDT`), `--side` (`TEST_ORDER_SIDE`, `buy`),
-//! `--price` (`TEST_ORDER_PRICE`; simulator default `1000.00`, required with real credentials),
-//! `--quantity` (`TEST_ORDER_QUANTITY`, `0.001`), `--wait-secs` (`TEST_ORDER_WAIT_SECS`, `3`),
-//! `--live` (required with real credentials). Once the order exists it is always cancelled,
-//! also on Ctrl-C. Exits non-zero with the exchange's message on any error.
+//! is not the real exchange's overrides it). Flags (each also read from its variable):
+//! `cargo run --example place_test_order -- --help`. Once the order exists it is always
+//! cancelled, also on Ctrl-C. Exits non-zero with the exchange's message on any error.
 
+use clap::Parser;
 use coindcx_hub::rest::RestClient;
 use coindcx_hub::simulator::{DEMO_API_KEY, DEMO_API_SECRET};
 use serde_json::{json, Value};
@@ -24,68 +22,49 @@ use std::time::Duration;
 const SIM_URL: &str = "http://127.0.0.1:8010";
 const REAL_URL: &str = "https://api.coindcx.com";
 
+/// Places a small limit order far from the market, prints the exchange's answer, cancels it.
+///
+/// Credentials come from COINDCX_API_KEY / COINDCX_API_SECRET (environment or .env); without
+/// them it uses the hub's built-in simulator and its demo key.
+#[derive(Parser, Debug)]
+#[command(name = "place_test_order", after_help = AFTER_HELP)]
 struct Options {
+    /// Futures pair
+    #[arg(long, env = "TEST_ORDER_PAIR", default_value = "B-ETH_USDT")]
     pair: String,
+    /// Order side
+    #[arg(long, env = "TEST_ORDER_SIDE", default_value = "buy",
+          value_parser = ["buy", "sell"])]
     side: String,
+    /// Limit price (simulator default 1000.00; required against the real exchange)
+    #[arg(long, env = "TEST_ORDER_PRICE")]
     price: Option<String>,
+    /// Quantity, as the exchange's decimal
+    #[arg(long, env = "TEST_ORDER_QUANTITY", default_value = "0.001")]
     quantity: String,
+    /// Seconds to wait before cancelling
+    #[arg(long, env = "TEST_ORDER_WAIT_SECS", default_value_t = 3)]
     wait_secs: u64,
+    /// Required with real credentials: this places a REAL order
+    #[arg(long)]
     live: bool,
 }
+
+const AFTER_HELP: &str = "Environment: COINDCX_API_KEY, COINDCX_API_SECRET, COINDCX_API_URL \
+(REST base), HUB_SIM_BIND (the simulator's address when no credentials are set). A .env file \
+in the working directory is read; flags beat variables. Once the order exists it is always \
+cancelled, also on Ctrl-C. Exits non-zero with the exchange's message on any error.";
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn parse_args() -> Result<Options, String> {
-    let mut o = Options {
-        pair: env("TEST_ORDER_PAIR").unwrap_or_else(|| "B-ETH_USDT".into()),
-        side: env("TEST_ORDER_SIDE").unwrap_or_else(|| "buy".into()),
-        price: env("TEST_ORDER_PRICE"),
-        quantity: env("TEST_ORDER_QUANTITY").unwrap_or_else(|| "0.001".into()),
-        wait_secs: 3,
-        live: false,
-    };
-    if let Some(w) = env("TEST_ORDER_WAIT_SECS") {
-        o.wait_secs = w
-            .parse()
-            .map_err(|_| format!("TEST_ORDER_WAIT_SECS: bad number {w:?}"))?;
-    }
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--pair" => o.pair = value()?,
-            "--side" => o.side = value()?,
-            "--price" => o.price = Some(value()?),
-            "--quantity" => o.quantity = value()?,
-            "--wait-secs" => {
-                let v = value()?;
-                o.wait_secs = v
-                    .parse()
-                    .map_err(|_| format!("--wait-secs: bad number {v:?}"))?;
-            }
-            "--live" => o.live = true,
-            "-h" | "--help" => {
-                return Err(
-                    "usage: place_test_order [--pair P] [--side buy|sell] [--price X] \
-                            [--quantity Q] [--wait-secs N] [--live]"
-                        .into(),
-                )
-            }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
-        }
-    }
-    if o.side != "buy" && o.side != "sell" {
-        return Err(format!("--side must be buy or sell, not {:?}", o.side));
-    }
-    Ok(o)
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
-    match run().await {
+    // --help exits 0, a bad flag exits 2 naming it (clap's conventions).
+    let opts = Options::parse();
+    match run(opts).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");
@@ -94,8 +73,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> Result<(), String> {
-    let opts = parse_args()?;
+async fn run(opts: Options) -> Result<(), String> {
     let (key, secret) = (env("COINDCX_API_KEY"), env("COINDCX_API_SECRET"));
     let (client, simulated) = match (key, secret) {
         (None, None) => {

@@ -19,6 +19,17 @@ step "node socket.io 2 and 4 servers for the upstream tests"
 # socketioxide fake behaves differently), run under node by the upstream life-cycle tests.
 (cd tests/fake-coindcx && npm ci --no-audit --no-fund --silent)
 
+step "systemd-analyze for the service unit test"
+# tests/deploy.rs runs `systemd-analyze verify deploy/coindcx-hub.service` and requires silence;
+# Debian ships the tool in its systemd package.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+  else
+    echo "systemd-analyze is not installed (sudo apt-get install -y systemd): tests/deploy.rs will skip the unit check" >&2
+  fi
+fi
+
 step "cargo test (unit + integration)"
 cargo test --all-targets -- --test-threads=2
 

@@ -1,10 +1,24 @@
-//! Configuration from environment variables (and `.env`), validated at start.
+//! The settings: one typed description ([`Settings`], a `clap` derive) that is at once the
+//! command line, the environment variables and `--help`; [`Config`] is what the hub runs with.
 //!
-//! Every variable of SPEC §1 is read here and nowhere else. A bad value is a [`ConfigError`]
-//! naming the variable; `main` prints it and exits non-zero.
+//! Every setting of SPEC §1 is a flag that also reads its variable. Precedence: flag, then
+//! environment variable, then `.env` (loaded by `main` without overriding the environment),
+//! then the default. An empty (or blank) value counts as unset, as it always has. A bad value is
+//! a [`ConfigError`] naming the variable; `main` prints it and exits with status 2.
+//!
+//! To add a setting: one field in [`Settings`] (flag, variable, default, one line of help, a
+//! value parser that names what is wrong); read it as `config.settings.NAME`. Give it a flat
+//! [`Config`] field only when it is derived from several settings. `tests/cli.rs` then asks for
+//! its row in the test's table, its line in `.env.example` and the README's `--help` block.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+mod parse;
+use parse::{addr, boolean, count, eio, hosts, origins, rate, rest_url, text, whole, ws_url};
 
 /// Where the hub gets its account stream from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,8 +75,161 @@ pub struct SimulatorSettings {
     pub seed: u64,
 }
 
-/// Default of `HUB_HISTORY_BYTES` and `HUB_UPSTREAM_QUEUE_BYTES`: 64 MiB each.
-const DEFAULT_QUEUE_BYTES: u64 = 64 << 20;
+/// `coindcx-hub --version`: the crate version and the git commit it was built from (`build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("COINDCX_HUB_COMMIT"),
+    ")"
+);
+
+const PRECEDENCE: &str = "Every setting is a flag and an environment variable. Precedence: flag, \
+then environment variable, then .env (read from the working directory), then the default. An \
+empty value counts as unset. A bad value stops the process with exit status 2, naming it.";
+
+/// The command line: an optional subcommand and every setting.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "coindcx-hub",
+    version = VERSION,
+    about = "Streams a CoinDCX futures account (orders, positions, balances) to browser WebSockets \
+             with exact decimals. Without credentials it runs the built-in simulator.",
+    after_help = PRECEDENCE,
+    args_override_self = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Validate the settings, print them (secrets masked), then make one signed REST call and
+    /// one connect + join + leave against the exchange (the simulator without credentials),
+    /// bounded to ~15 s; exit 0 only if everything passed
+    CheckConfig,
+    /// Print the version and the git commit it was built from
+    Version,
+}
+
+/// Every setting of SPEC §1: flag, variable, default and help in one place.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Settings {
+    /// Listen address (a non-loopback one needs HUB_AUTH_TOKEN or HUB_ALLOW_ANONYMOUS=1)
+    #[arg(long, env = "HUB_BIND", default_value = "127.0.0.1:8000", value_name = "ADDR",
+          value_parser = addr, global = true, hide_env_values = true)]
+    pub bind: SocketAddr,
+
+    /// CoinDCX API key; key and secret both empty = built-in simulator, one of them empty = error
+    #[arg(long, env = "COINDCX_API_KEY", value_name = "KEY", value_parser = text,
+          global = true, hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// CoinDCX API secret, empty with the key = simulator (prefer the environment or .env: flags
+    /// show in `ps`)
+    #[arg(long, env = "COINDCX_API_SECRET", value_name = "SECRET", value_parser = text,
+          global = true, hide_env_values = true)]
+    pub api_secret: Option<String>,
+
+    /// Private Socket.IO stream: wss://, ws://, https:// or http://
+    #[arg(long, env = "COINDCX_WS_URL", default_value = "wss://stream.coindcx.com",
+          value_name = "URL", value_parser = ws_url, global = true, hide_env_values = true)]
+    pub ws_url: String,
+
+    /// REST base for the snapshot/reconcile and the example: https:// or http://
+    #[arg(long, env = "COINDCX_API_URL", default_value = "https://api.coindcx.com",
+          value_name = "URL", value_parser = rest_url, global = true, hide_env_values = true)]
+    pub api_url: String,
+
+    /// Engine.IO revision towards the exchange: auto (from the server's open packet), 3 or 4
+    #[arg(long, env = "COINDCX_EIO", default_value = "auto", value_name = "auto|3|4",
+          value_parser = eio, global = true, hide_env_values = true)]
+    pub eio: EioMode,
+
+    /// Keep the exchange connection this long (ms) after the last browser leaves
+    #[arg(long, env = "HUB_UPSTREAM_LINGER_MS", default_value = "0", value_name = "MS",
+          value_parser = whole::<0, 86_400_000>, global = true, hide_env_values = true)]
+    pub upstream_linger_ms: u64,
+
+    /// Browsers must send ?token= (or Authorization: Bearer); /metrics too. Empty = no token
+    #[arg(long, env = "HUB_AUTH_TOKEN", value_name = "TOKEN", value_parser = text,
+          global = true, hide_env_values = true)]
+    pub auth_token: Option<String>,
+
+    /// HS256 secret for per-user signed tokens (JWT with exp). Empty = none
+    #[arg(long, env = "HUB_JWT_SECRET", value_name = "SECRET", value_parser = text,
+          global = true, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Allow a non-loopback bind without a token (account data becomes public on that network)
+    #[arg(long, env = "HUB_ALLOW_ANONYMOUS", default_value = "0", default_missing_value = "1",
+          num_args = 0..=1, value_name = "BOOL", value_parser = boolean,
+          action = clap::ArgAction::Set, global = true, hide_env_values = true)]
+    pub allow_anonymous: bool,
+
+    /// Comma list of allowed browser Origins (scheme://host:port), or *. Empty = same host only
+    #[arg(long, env = "HUB_ALLOWED_ORIGINS", value_name = "LIST", value_parser = origins,
+          global = true, hide_env_values = true)]
+    pub allowed_origins: Option<AllowedOrigins>,
+
+    /// Comma list of extra Host values served (desk.example, desk.example:8443), or * (no Host
+    /// check). Empty = loopback names and the bind address only
+    #[arg(long, env = "HUB_ALLOWED_HOSTS", value_name = "LIST", value_parser = hosts,
+          global = true, hide_env_values = true)]
+    pub allowed_hosts: Option<AllowedHosts>,
+
+    /// Further WebSocket upgrades get HTTP 503
+    #[arg(long, env = "HUB_MAX_CLIENTS", default_value = "10000", value_name = "N",
+          value_parser = count::<1, 1_000_000>, global = true, hide_env_values = true)]
+    pub max_clients: usize,
+
+    /// Connections per remote address (HTTP 429 beyond); 0 = no cap
+    #[arg(long, env = "HUB_MAX_CLIENTS_PER_IP", default_value = "0", value_name = "N",
+          value_parser = count::<0, 1_000_000>, global = true, hide_env_values = true)]
+    pub max_clients_per_ip: usize,
+
+    /// Frames queued per client before it is evicted as a slow consumer (close 1008)
+    #[arg(long, env = "HUB_CLIENT_QUEUE", default_value = "1024", value_name = "N",
+          value_parser = count::<1, 1_000_000>, global = true, hide_env_values = true)]
+    pub client_queue: usize,
+
+    /// Events kept for ?since= resume
+    #[arg(long, env = "HUB_HISTORY", default_value = "10000", value_name = "N",
+          value_parser = count::<0, 10_000_000>, global = true, hide_env_values = true)]
+    pub history: usize,
+
+    /// Bytes of frame text the resume history may hold (oldest frames dropped first)
+    #[arg(long, env = "HUB_HISTORY_BYTES", default_value = "67108864", value_name = "BYTES",
+          value_parser = count::<1024, { 1 << 40 }>, global = true, hide_env_values = true)]
+    pub history_bytes: usize,
+
+    /// Bytes of exchange events that may wait for the hub; beyond, a gap repaired by a REST reconcile
+    #[arg(long, env = "HUB_UPSTREAM_QUEUE_BYTES", default_value = "67108864", value_name = "BYTES",
+          value_parser = count::<1024, { 1 << 40 }>, global = true, hide_env_values = true)]
+    pub upstream_queue_bytes: usize,
+
+    /// Simulator address, Socket.IO and REST (only used without credentials)
+    #[arg(long, env = "HUB_SIM_BIND", default_value = "127.0.0.1:8010", value_name = "ADDR",
+          value_parser = addr, global = true, hide_env_values = true)]
+    pub sim_bind: SocketAddr,
+
+    /// Simulator background exchange records per second (0 = none)
+    #[arg(long, env = "HUB_SIM_RATE", default_value = "2", value_name = "PER_SEC",
+          value_parser = rate, global = true, hide_env_values = true)]
+    pub sim_rate: f64,
+
+    /// Simulator random seed (same seed, same activity)
+    #[arg(long, env = "HUB_SIM_SEED", default_value = "42", value_name = "N",
+          value_parser = whole::<0, { u64::MAX }>, global = true, hide_env_values = true)]
+    pub sim_seed: u64,
+
+    /// Log filter (env_logger syntax, e.g. info,upstream=debug)
+    #[arg(long, env = "RUST_LOG", default_value = "info", value_name = "FILTER",
+          value_parser = text, global = true, hide_env_values = true)]
+    pub log: String,
+}
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -90,6 +257,8 @@ pub struct Config {
     pub upstream_queue_bytes: usize,
     pub allow_anonymous: bool,
     pub simulator: SimulatorSettings,
+    /// Every setting as parsed (new settings are read from here).
+    pub settings: Settings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,17 +281,77 @@ impl Config {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 
-    /// Reads configuration through `get` (tests pass a map).
+    /// Reads configuration through `get` (tests pass a map); the process environment is not
+    /// consulted. Blank values count as unset.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let var = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        // The settings' variables become flags, so `get` goes through exactly the parsers and
+        // defaults the command line uses.
+        let cmd = Cli::command().mut_args(|a| a.env(None));
+        let mut argv: Vec<OsString> = vec!["coindcx-hub".into()];
+        for (var, long) in variables() {
+            if let Some(value) = get(var).filter(|v| !v.trim().is_empty()) {
+                argv.push(format!("--{long}={value}").into());
+            }
+        }
+        let matches = cmd
+            .try_get_matches_from(argv)
+            .map_err(|e| config_error(&e))?;
+        let cli = Cli::from_arg_matches(&matches).map_err(|e| config_error(&e))?;
+        cli.settings.into_config()
+    }
+}
 
-        let bind = parse_addr("HUB_BIND", var("HUB_BIND"), "127.0.0.1:8000")?;
-        let api_key = var("COINDCX_API_KEY").unwrap_or_default();
-        let api_secret = var("COINDCX_API_SECRET").unwrap_or_default();
+/// Every setting's variable and long flag, in `--help` order.
+pub fn variables() -> Vec<(&'static str, &'static str)> {
+    Cli::command()
+        .get_arguments()
+        .filter_map(|a| {
+            let var = a.get_env()?.to_str()?;
+            let long = a.get_long()?;
+            Some((leak(var), leak(long)))
+        })
+        .collect()
+}
+
+/// Names live as long as the process; leaked once per lookup of a setting's names, which
+/// happens at start and on errors only.
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_string().into_boxed_str())
+}
+
+/// The variable a clap error is about, with the validation message, as a [`ConfigError`].
+/// `None` for errors that are not about one setting's value (unknown flag, `--help`, ...).
+pub fn setting_error(e: &clap::Error) -> Option<ConfigError> {
+    use clap::error::{ContextKind, ContextValue};
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => return None,
+    };
+    // "--client-queue <N>" → "client-queue"
+    let long = arg.split_whitespace().next()?.trim_start_matches('-');
+    let (var, _) = variables().into_iter().find(|(_, l)| *l == long)?;
+    let message = match (
+        std::error::Error::source(e),
+        e.get(ContextKind::InvalidValue),
+    ) {
+        (Some(source), _) => source.to_string(),
+        (None, Some(ContextValue::String(v))) => format!("{v:?} is not accepted"),
+        _ => e.kind().to_string(),
+    };
+    Some(err(var, format!("{message} (--{long})")))
+}
+
+fn config_error(e: &clap::Error) -> ConfigError {
+    setting_error(e).unwrap_or_else(|| err("command line", e.to_string()))
+}
+
+impl Settings {
+    /// Cross-setting checks and the derived values the hub runs with.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let s = self;
+        let nonblank = |v: &Option<String>| v.clone().filter(|t| !t.is_empty());
+        let api_key = nonblank(&s.api_key).unwrap_or_default();
+        let api_secret = nonblank(&s.api_secret).unwrap_or_default();
         let upstream = match (api_key.is_empty(), api_secret.is_empty()) {
             (true, true) => UpstreamKind::Simulator,
             (false, false) => UpstreamKind::CoinDcx,
@@ -139,239 +368,104 @@ impl Config {
                 ))
             }
         };
-        let ws_url = parse_url(
-            "COINDCX_WS_URL",
-            var("COINDCX_WS_URL"),
-            "wss://stream.coindcx.com",
-            &["wss", "ws", "https", "http"],
-        )?;
-        let api_url = parse_url(
-            "COINDCX_API_URL",
-            var("COINDCX_API_URL"),
-            "https://api.coindcx.com",
-            &["https", "http"],
-        )?;
-        let linger = Duration::from_millis(parse_num(
-            "HUB_UPSTREAM_LINGER_MS",
-            var("HUB_UPSTREAM_LINGER_MS"),
-            0,
-            0,
-            86_400_000,
-        )?);
-        let auth_token = var("HUB_AUTH_TOKEN");
-        let jwt_secret = var("HUB_JWT_SECRET");
-        let allowed_origins = parse_origins(var("HUB_ALLOWED_ORIGINS"))?;
-        let allowed_hosts = parse_hosts(var("HUB_ALLOWED_HOSTS"))?;
-        let eio = match var("COINDCX_EIO").as_deref() {
-            None | Some("auto") => EioMode::Auto,
-            Some("3") => EioMode::V3,
-            Some("4") => EioMode::V4,
-            Some(other) => {
-                return Err(err("COINDCX_EIO", format!("{other:?} is not auto, 3 or 4")))
-            }
-        };
-        let max_clients = parse_num(
-            "HUB_MAX_CLIENTS",
-            var("HUB_MAX_CLIENTS"),
-            10_000,
-            1,
-            1_000_000,
-        )? as usize;
-        let max_clients_per_ip = parse_num(
-            "HUB_MAX_CLIENTS_PER_IP",
-            var("HUB_MAX_CLIENTS_PER_IP"),
-            0,
-            0,
-            1_000_000,
-        )? as usize;
-        let client_queue = parse_num(
-            "HUB_CLIENT_QUEUE",
-            var("HUB_CLIENT_QUEUE"),
-            1024,
-            1,
-            1_000_000,
-        )? as usize;
-        let history = parse_num("HUB_HISTORY", var("HUB_HISTORY"), 10_000, 0, 10_000_000)? as usize;
-        let history_bytes = parse_num(
-            "HUB_HISTORY_BYTES",
-            var("HUB_HISTORY_BYTES"),
-            DEFAULT_QUEUE_BYTES,
-            1024,
-            1 << 40,
-        )? as usize;
-        let upstream_queue_bytes = parse_num(
-            "HUB_UPSTREAM_QUEUE_BYTES",
-            var("HUB_UPSTREAM_QUEUE_BYTES"),
-            DEFAULT_QUEUE_BYTES,
-            1024,
-            1 << 40,
-        )? as usize;
-        let allow_anonymous = parse_bool("HUB_ALLOW_ANONYMOUS", var("HUB_ALLOW_ANONYMOUS"))?;
-        if !bind.ip().is_loopback()
+        let auth_token = nonblank(&s.auth_token);
+        let jwt_secret = nonblank(&s.jwt_secret);
+        if !s.bind.ip().is_loopback()
             && auth_token.is_none()
             && jwt_secret.is_none()
-            && !allow_anonymous
+            && !s.allow_anonymous
         {
             return Err(err(
                 "HUB_BIND",
-                format!("{bind} is not a loopback address and HUB_AUTH_TOKEN is empty; account data is private (set HUB_AUTH_TOKEN, or HUB_ALLOW_ANONYMOUS=1)"),
+                format!("{} is not a loopback address and HUB_AUTH_TOKEN is empty; account data is private (set HUB_AUTH_TOKEN, or HUB_ALLOW_ANONYMOUS=1)", s.bind),
             ));
         }
-        let simulator = SimulatorSettings {
-            bind: parse_addr("HUB_SIM_BIND", var("HUB_SIM_BIND"), "127.0.0.1:8010")?,
-            rate: parse_rate(var("HUB_SIM_RATE"))?,
-            seed: parse_num("HUB_SIM_SEED", var("HUB_SIM_SEED"), 42, 0, u64::MAX)?,
-        };
         Ok(Config {
-            bind,
+            bind: s.bind,
             upstream,
             api_key,
             api_secret,
-            ws_url,
-            api_url,
-            linger,
+            ws_url: s.ws_url.clone(),
+            api_url: s.api_url.clone(),
+            linger: Duration::from_millis(s.upstream_linger_ms),
             auth_token,
             jwt_secret,
-            allowed_origins,
-            allowed_hosts,
-            eio,
-            max_clients,
-            max_clients_per_ip,
-            client_queue,
-            history,
-            history_bytes,
-            upstream_queue_bytes,
-            allow_anonymous,
-            simulator,
+            allowed_origins: s
+                .allowed_origins
+                .clone()
+                .unwrap_or(AllowedOrigins::SameHost),
+            allowed_hosts: s
+                .allowed_hosts
+                .clone()
+                .unwrap_or(AllowedHosts::List(Vec::new())),
+            eio: s.eio,
+            max_clients: s.max_clients,
+            max_clients_per_ip: s.max_clients_per_ip,
+            client_queue: s.client_queue,
+            history: s.history,
+            history_bytes: s.history_bytes,
+            upstream_queue_bytes: s.upstream_queue_bytes,
+            allow_anonymous: s.allow_anonymous,
+            simulator: SimulatorSettings {
+                bind: s.sim_bind,
+                rate: s.sim_rate,
+                seed: s.sim_seed,
+            },
+            settings: s,
         })
     }
 }
 
-fn parse_addr(
-    var: &'static str,
-    value: Option<String>,
-    default: &str,
-) -> Result<SocketAddr, ConfigError> {
-    let text = value.unwrap_or_else(|| default.to_string());
-    // `localhost:8000` is what people write; resolve names once, at start.
-    let resolved = std::net::ToSocketAddrs::to_socket_addrs(text.as_str())
-        .ok()
-        .and_then(|mut addrs| addrs.next());
-    resolved.ok_or(()).map_err(|_| {
-        err(
-            var,
-            format!("{text:?} is not an address like 127.0.0.1:8000"),
-        )
-    })
+/// One setting as `check-config` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effective {
+    pub var: String,
+    pub flag: String,
+    /// The value, or a mask for secrets.
+    pub value: String,
+    /// `flag`, `environment` (which includes `.env`) or `default`.
+    pub source: &'static str,
 }
 
-fn parse_url(
-    var: &'static str,
-    value: Option<String>,
-    default: &str,
-    schemes: &[&str],
-) -> Result<String, ConfigError> {
-    let text = value.unwrap_or_else(|| default.to_string());
-    let scheme = text.split("://").next().unwrap_or_default();
-    let rest = text.split_once("://").map(|(_, r)| r).unwrap_or_default();
-    if !schemes.contains(&scheme) || rest.is_empty() || rest.starts_with('/') {
-        return Err(err(
-            var,
-            format!(
-                "{text:?} must start with one of {}",
-                schemes
-                    .iter()
-                    .map(|s| format!("{s}://"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
+/// The effective value of every setting in `matches`, secrets (`*_SECRET`, `*_TOKEN`,
+/// `*_KEY`) masked.
+pub fn effective(matches: &ArgMatches) -> Vec<Effective> {
+    use clap::parser::ValueSource;
+    let cmd = Cli::command();
+    let mut out = Vec::new();
+    for arg in cmd.get_arguments() {
+        let (Some(var), Some(long)) = (arg.get_env().and_then(|v| v.to_str()), arg.get_long())
+        else {
+            continue;
+        };
+        let id = arg.get_id().as_str();
+        let raw: Vec<String> = matches
+            .get_raw(id)
+            .map(|vals| vals.map(|v| v.to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        let value = raw.join(",");
+        let secret = ["_SECRET", "_TOKEN", "_KEY"]
+            .iter()
+            .any(|suffix| var.ends_with(suffix));
+        let shown = match (value.trim().is_empty(), secret) {
+            (true, _) => "(empty)".to_string(),
+            (false, true) => format!("(set, {} characters, masked)", value.trim().chars().count()),
+            (false, false) => value,
+        };
+        let source = match matches.value_source(id) {
+            Some(ValueSource::CommandLine) => "flag",
+            Some(ValueSource::EnvVariable) => "environment",
+            Some(ValueSource::DefaultValue) => "default",
+            _ => "unset",
+        };
+        out.push(Effective {
+            var: var.to_string(),
+            flag: format!("--{long}"),
+            value: shown,
+            source,
+        });
     }
-    Ok(text.trim_end_matches('/').to_string())
-}
-
-fn parse_num(
-    var: &'static str,
-    value: Option<String>,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, ConfigError> {
-    let Some(text) = value else {
-        return Ok(default);
-    };
-    match text.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(err(
-            var,
-            format!("{text:?} is not a whole number between {min} and {max}"),
-        )),
-    }
-}
-
-fn parse_bool(var: &'static str, value: Option<String>) -> Result<bool, ConfigError> {
-    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("0") | Some("false") | Some("no") => Ok(false),
-        Some("1") | Some("true") | Some("yes") => Ok(true),
-        Some(other) => Err(err(var, format!("{other:?} is not 1/0/true/false"))),
-    }
-}
-
-fn parse_rate(value: Option<String>) -> Result<f64, ConfigError> {
-    let Some(text) = value else { return Ok(2.0) };
-    match text.parse::<f64>() {
-        Ok(r) if r.is_finite() && (0.0..=1_000_000.0).contains(&r) => Ok(r),
-        _ => Err(err(
-            "HUB_SIM_RATE",
-            format!("{text:?} is not a rate in events/s (0 to 1000000)"),
-        )),
-    }
-}
-
-fn parse_origins(value: Option<String>) -> Result<AllowedOrigins, ConfigError> {
-    let Some(text) = value else {
-        return Ok(AllowedOrigins::SameHost);
-    };
-    let items: Vec<String> = text
-        .split(',')
-        .map(|s| s.trim().trim_end_matches('/').to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if items.iter().any(|s| s == "*") {
-        return Ok(AllowedOrigins::Any);
-    }
-    for item in &items {
-        if crate::hosts::Origin::parse(item).is_none() {
-            return Err(err(
-                "HUB_ALLOWED_ORIGINS",
-                format!("{item:?} is not an origin like https://desk.example:443"),
-            ));
-        }
-    }
-    Ok(AllowedOrigins::List(items))
-}
-
-fn parse_hosts(value: Option<String>) -> Result<AllowedHosts, ConfigError> {
-    let Some(text) = value else {
-        return Ok(AllowedHosts::List(Vec::new()));
-    };
-    let items: Vec<String> = text
-        .split(',')
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if items.iter().any(|s| s == "*") {
-        return Ok(AllowedHosts::Any);
-    }
-    for item in &items {
-        if crate::hosts::Authority::parse(item).is_none() {
-            return Err(err(
-                "HUB_ALLOWED_HOSTS",
-                format!("{item:?} is not a host like desk.example or desk.example:8443"),
-            ));
-        }
-    }
-    Ok(AllowedHosts::List(items))
+    out
 }
 
 #[cfg(test)]
@@ -456,6 +550,49 @@ mod tests {
             "HUB_ALLOWED_HOSTS"
         );
         assert_eq!(cfg(&[("COINDCX_EIO", "5")]).unwrap_err().var, "COINDCX_EIO");
+    }
+
+    #[test]
+    fn blank_values_are_unset_and_errors_name_variable_and_flag() {
+        let c = cfg(&[
+            ("HUB_CLIENT_QUEUE", "  "),
+            ("HUB_AUTH_TOKEN", " "),
+            ("HUB_BIND", " 127.0.0.1:9 "),
+            ("HUB_ALLOW_ANONYMOUS", "yes"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                c.client_queue,
+                c.auth_token,
+                c.bind.port(),
+                c.allow_anonymous
+            ),
+            (1024, None, 9, true)
+        );
+        assert_eq!(c.settings.client_queue, 1024);
+        assert_eq!(
+            cfg(&[("HUB_CLIENT_QUEUE", "0")]).unwrap_err().to_string(),
+            "invalid HUB_CLIENT_QUEUE: \"0\" is not a whole number between 1 and 1000000 (--client-queue)"
+        );
+        // A value that looks like a flag stays a value.
+        assert_eq!(
+            cfg(&[("HUB_HISTORY", "--help")]).unwrap_err().var,
+            "HUB_HISTORY"
+        );
+    }
+
+    #[test]
+    fn every_setting_has_one_variable_and_one_flag() {
+        let vars = variables();
+        let mut names: Vec<&str> = vars.iter().map(|(v, _)| *v).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), vars.len(), "a variable names two settings");
+        assert!(vars.len() >= 20);
+        assert!(vars.contains(&("HUB_ALLOWED_HOSTS", "allowed-hosts")));
+        assert!(vars.contains(&("COINDCX_EIO", "eio")));
+        assert!(vars.contains(&("RUST_LOG", "log")));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!
 //! | step | module | what it does |
 //! |---|---|---|
-//! | settings | [`config`] | every environment variable, validated at start |
+//! | settings | [`config`] | every setting as a flag + environment variable (`clap`), validated at start; [`check`] is `check-config` |
 //! | exchange connection | [`upstream`] | our `Transport` trait, the `rust_socketio` client ([`upstream::socketio`]), the [`upstream::supervisor`] (lazy connect, backoff, auth failure, reconcile) |
 //! | signing | [`signing`] | HMAC-SHA256 for `join` and REST bodies |
 //! | REST | [`rest`] | signed futures REST client (reconcile, example script) |
@@ -22,6 +22,7 @@
 //!
 //! To add a decimal field to orders, positions or balances: its kind's table in [`record`].
 
+pub mod check;
 pub mod config;
 pub mod decimal;
 pub mod hosts;

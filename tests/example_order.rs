@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{clean_env, Client, Incoming, KillOnDrop, HUB_BIN};
+use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -40,6 +41,9 @@ fn build_example() -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_order_appears_on_the_stream_and_is_cancelled() {
+    // Built before the hub starts and the client connects: a client that does not read while
+    // cargo compiles answers no pings, and the hub would close it after its 45 s deadline.
+    let example = tokio::task::spawn_blocking(build_example).await.unwrap();
     let dir = std::env::temp_dir().join(format!("coindcx-hub-example-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (hub_port, sim_port) = (common::free_port(), common::free_port());
@@ -75,8 +79,7 @@ async fn example_order_appears_on_the_stream_and_is_cancelled() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let example = tokio::task::spawn_blocking(build_example).await.unwrap();
-    let output = tokio::task::spawn_blocking(move || {
+    let run = tokio::task::spawn_blocking(move || {
         clean_env(&mut Command::new(example), &dir)
             .env("RUST_LOG", "warn")
             .env("HUB_SIM_BIND", format!("127.0.0.1:{sim_port}"))
@@ -85,9 +88,58 @@ async fn example_order_appears_on_the_stream_and_is_cancelled() {
             .args(["--wait-secs", "1"])
             .output()
             .expect("example runs")
-    })
-    .await
-    .unwrap();
+    });
+    tokio::pin!(run);
+    // The client keeps reading (and so answering the hub's pings) while the example runs;
+    // every order frame is kept until the example has printed which id is its own.
+    let mut output = None;
+    let mut orders: Vec<Value> = Vec::new();
+    let id = loop {
+        if let Some(out) = &output {
+            let id = example_order_id(out);
+            let cancelled = orders
+                .iter()
+                .any(|o| o["data"]["id"] == id.as_str() && o["data"]["status"] == "cancelled");
+            if cancelled {
+                break id;
+            }
+        }
+        tokio::select! {
+            out = &mut run, if output.is_none() => output = Some(out.expect("example task")),
+            frame = client.next(T) => match frame {
+                Some(Incoming::Json(frame, _)) => {
+                    if frame["type"] == "order" {
+                        orders.push(frame);
+                    }
+                }
+                other => panic!(
+                    "stream ended before the cancel: {other:?}; example done: {}; saw {orders:?}",
+                    output.is_some()
+                ),
+            },
+        }
+    };
+
+    let mine: Vec<&Value> = orders
+        .iter()
+        .filter(|o| o["data"]["id"] == id.as_str())
+        .collect();
+    let statuses: Vec<&str> = mine
+        .iter()
+        .map(|o| o["data"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["initial", "open", "cancelled"]);
+    let seqs: Vec<u64> = mine.iter().map(|o| o["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    for o in &mine {
+        assert_eq!(o["data"]["pair"], "B-ETH_USDT");
+        assert_eq!(o["data"]["total_quantity"], "0.001");
+    }
+    drop(hub);
+}
+
+/// The id the example printed, after checking it succeeded and cancelled that order.
+fn example_order_id(output: &std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(
         output.status.success(),
@@ -101,24 +153,29 @@ async fn example_order_appears_on_the_stream_and_is_cancelled() {
         .trim()
         .to_string();
     assert!(stdout.contains(&format!("Cancelled {id}")), "{stdout}");
+    id
+}
 
-    let mut statuses = Vec::new();
-    let mut last_seq = 0;
-    while statuses.last().map(String::as_str) != Some("cancelled") {
-        match client.next(T).await {
-            Some(Incoming::Json(frame, _)) => {
-                if frame["type"] == "order" && frame["data"]["id"] == id.as_str() {
-                    let seq = frame["seq"].as_u64().unwrap();
-                    assert!(seq > last_seq);
-                    last_seq = seq;
-                    assert_eq!(frame["data"]["pair"], "B-ETH_USDT");
-                    assert_eq!(frame["data"]["total_quantity"], "0.001");
-                    statuses.push(frame["data"]["status"].as_str().unwrap().to_string());
-                }
-            }
-            other => panic!("stream ended before the cancel: {other:?}; saw {statuses:?}"),
-        }
+#[test]
+fn example_help_lists_its_flags_and_a_bad_flag_exits_2() {
+    let example = build_example();
+    let out = Command::new(&example).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--pair",
+        "--side",
+        "--price",
+        "--quantity",
+        "--wait-secs",
+        "--live",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
-    assert_eq!(statuses, ["initial", "open", "cancelled"]);
-    drop(hub);
+    let out = Command::new(&example)
+        .args(["--side", "hold"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--side"));
 }

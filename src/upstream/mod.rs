@@ -195,6 +195,24 @@ pub struct ConnSink {
 }
 
 impl ConnSink {
+    /// A sink for a connection opened outside the supervisor (`check-config`): `conn_id` tags
+    /// its signals; a full `records` queue sets `gap`.
+    pub fn new(
+        conn_id: u64,
+        records: RecordTx,
+        signals: mpsc::UnboundedSender<(u64, Signal)>,
+        gap: Arc<AtomicBool>,
+        metrics: Arc<Metrics>,
+    ) -> ConnSink {
+        ConnSink {
+            conn_id,
+            records,
+            signals,
+            gap,
+            metrics,
+        }
+    }
+
     /// Hands one event to the hub without waiting. A full queue marks a gap to repair.
     pub fn record(&self, event: String, arg: Value) {
         let size = event.len() + approx_size(&arg);
