@@ -9,7 +9,7 @@
 //! | step | module | what it does |
 //! |---|---|---|
 //! | settings | [`config`] | every environment variable, validated at start |
-//! | exchange connection | [`upstream`] | our `Transport` trait, the `rust_socketio` client ([`upstream::socketio`]), the [`upstream::supervisor`] (lazy connect, backoff, auth failure, reconcile) |
+//! | exchange connection | [`upstream`] | our `Transport` trait, the `rust_socketio` client ([`upstream::socketio`]), our Engine.IO 3/4 client ([`upstream::engineio`]), the choice between them ([`upstream::auto`], `COINDCX_EIO`), the [`upstream::supervisor`] (lazy connect, backoff, auth failure, reconcile) |
 //! | signing | [`signing`] | HMAC-SHA256 for `join` and REST bodies |
 //! | REST | [`rest`] | signed futures REST client (reconcile, example script) |
 //! | typed events | [`normalize`], [`record`], [`decimal`] | `data` text → one [`record::Record`] per array element; decimals as [`decimal::ExactDecimal`] |
@@ -45,7 +45,7 @@ use config::{Config, UpstreamKind};
 use hub::{HubHandle, HubSettings, UpstreamInputs};
 use metrics::Metrics;
 use upstream::account::RestAccount;
-use upstream::socketio::SocketIoTransport;
+use upstream::auto::AutoTransport;
 use upstream::supervisor::{self, Wiring};
 
 /// Exchange events waiting for the hub; beyond this the upstream records a gap and reconciles.
@@ -118,7 +118,13 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     let gap = Arc::new(AtomicBool::new(false));
     let rest = Arc::new(rest::RestClient::new(&api_url, &key, &secret));
     let supervisor = supervisor::spawn(
-        Arc::new(SocketIoTransport::new(&ws_url, &key, &secret)),
+        Arc::new(AutoTransport::new(
+            config.eio,
+            &ws_url,
+            &key,
+            &secret,
+            metrics.clone(),
+        )),
         Some(Arc::new(RestAccount(rest))),
         Wiring {
             records: records_tx,

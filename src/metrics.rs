@@ -26,6 +26,8 @@ pub struct Metrics {
     pub reconcile_changes: IntCounter,
     pub rejected_upgrades: IntCounterVec,
     pub latency: Histogram,
+    /// Engine.IO revision of the exchange's last open packet (3 or 4; 0 before the first).
+    pub upstream_eio: IntGauge,
 }
 
 impl Metrics {
@@ -113,6 +115,10 @@ impl Metrics {
                 .buckets(vec![
                     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
                 ])
+            )),
+            upstream_eio: reg!(IntGauge::new(
+                "hub_upstream_eio",
+                "Engine.IO revision the exchange spoke at the last handshake (0: none yet)"
             )),
             registry,
         };
