@@ -134,7 +134,9 @@ async fn attempt(inner: Arc<Inner>, sink: ConnSink, mut stop: oneshot::Receiver<
             inner.socketio.open(relay)
         } else {
             let join = inner.join.clone();
-            TaskConnection::spawn(move |stop| engineio::session(ws, open, join, relay, stop, deadline))
+            TaskConnection::spawn(move |stop| {
+                engineio::session(ws, open, join, relay, stop, deadline)
+            })
         }
     };
     let mut joined = false;

@@ -31,12 +31,17 @@ use crate::signing::join_signature;
 pub const ATTEMPT_DEADLINE: Duration = Duration::from_secs(10);
 /// A send that cannot complete by then means the server stopped reading: the connection is dead.
 const SEND_BOUND: Duration = Duration::from_secs(5);
+/// How long `leave` and the namespace disconnect may take to be written while closing.
+const CLOSING_SEND: Duration = Duration::from_millis(300);
 /// How long `close` waits for the exchange's `Left Channel` answer to `leave`.
 const LEAVE_WAIT: Duration = Duration::from_secs(1);
 /// How long `close` waits for the server's WebSocket close reply.
 const WS_CLOSE_WAIT: Duration = Duration::from_millis(500);
-/// The most `Connection::close` waits for the connection task before aborting it.
-const CLOSE_BOUND: Duration = Duration::from_secs(3);
+/// The most `Connection::close` waits for the connection task before aborting it (the
+/// `Connection` contract: about 2 s at most).
+const CLOSE_BOUND: Duration = Duration::from_secs(2);
+/// The exchange's answer to `leave` (PROTOCOL.md §3): not a record, never sent to the hub.
+const LEFT_CHANNEL: &str = "Left Channel";
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -232,6 +237,7 @@ async fn stream(ws: &mut Ws, beat: &mut Heartbeat, sink: &ConnSink) -> Ended {
     loop {
         match next_packet(ws, beat).await {
             Err(why) => return why,
+            Ok(Packet::Event { name, .. }) if name == LEFT_CHANNEL => {}
             Ok(Packet::Event { name, arg }) => sink.record(name, arg),
             Ok(Packet::Disconnect) => return "server disconnected".into(),
             Ok(Packet::Close) => return "server closed the Engine.IO session".into(),
@@ -245,11 +251,11 @@ async fn stream(ws: &mut Ws, beat: &mut Heartbeat, sink: &ConnSink) -> Ended {
 /// socket.io 4 server drops an event that arrives together with the disconnect.
 async fn leave(mut ws: Ws, beat: &mut Heartbeat) {
     let leave = packet::event("leave", &json!({"channelName": "coindcx"}));
-    if send(&mut ws, &leave).await.is_ok() {
+    if send_within(&mut ws, &leave, CLOSING_SEND).await.is_ok() {
         let answered = timeout(LEAVE_WAIT, async {
             loop {
                 match next_packet(&mut ws, beat).await {
-                    Ok(Packet::Event { name, .. }) if name == "Left Channel" => return true,
+                    Ok(Packet::Event { name, .. }) if name == LEFT_CHANNEL => return true,
                     Ok(_) => {}
                     Err(_) => return false,
                 }
@@ -259,7 +265,7 @@ async fn leave(mut ws: Ws, beat: &mut Heartbeat) {
         if !matches!(answered, Ok(true)) {
             log::debug!(target: "upstream", "no Left Channel within {} ms", LEAVE_WAIT.as_millis());
         }
-        let _ = send(&mut ws, packet::DISCONNECT).await;
+        let _ = send_within(&mut ws, packet::DISCONNECT, CLOSING_SEND).await;
     }
     let _ = timeout(WS_CLOSE_WAIT, async {
         let _ = ws.close(None).await;
@@ -360,12 +366,16 @@ async fn next_packet(ws: &mut Ws, beat: &mut Heartbeat) -> Result<Packet, Ended>
 }
 
 async fn send(ws: &mut Ws, text: &str) -> Result<(), Ended> {
-    match timeout(SEND_BOUND, ws.send(Message::Text(text.to_string()))).await {
+    send_within(ws, text, SEND_BOUND).await
+}
+
+async fn send_within(ws: &mut Ws, text: &str, bound: Duration) -> Result<(), Ended> {
+    match timeout(bound, ws.send(Message::Text(text.to_string()))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("send failed: {e}")),
         Err(_) => Err(format!(
-            "send blocked for {} s (server not reading)",
-            SEND_BOUND.as_secs()
+            "send blocked for {} ms (server not reading)",
+            bound.as_millis()
         )),
     }
 }

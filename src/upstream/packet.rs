@@ -164,7 +164,10 @@ fn parse_event(payload: &str) -> Result<Packet, PacketError> {
 
 /// `42["name",arg]`: a Socket.IO event of `/`.
 pub fn event(name: &str, arg: &Value) -> String {
-    format!("42{}", Value::Array(vec![Value::String(name.into()), arg.clone()]))
+    format!(
+        "42{}",
+        Value::Array(vec![Value::String(name.into()), arg.clone()])
+    )
 }
 
 /// Engine.IO ping and pong, Socket.IO connect and disconnect of `/`.
@@ -261,7 +264,9 @@ mod tests {
         assert_eq!(parse("41"), Ok(Packet::Disconnect));
         assert_eq!(
             parse(r#"44{"message":"Not authorized"}"#),
-            Ok(Packet::ConnectError(r#"{"message":"Not authorized"}"#.into()))
+            Ok(Packet::ConnectError(
+                r#"{"message":"Not authorized"}"#.into()
+            ))
         );
         // Other namespaces, acks and binary packets are not ours.
         assert_eq!(parse("40/admin,"), Ok(Packet::Ignored));
