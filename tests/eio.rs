@@ -300,3 +300,78 @@ async fn a_silent_server_is_dead_by_its_heartbeat() {
 fn eio4(open: &str) -> bool {
     open.contains("maxPayload")
 }
+
+/// SIGTERM against a socket.io 2 server (our Engine.IO 3 client): `leave` is counted before the
+/// disconnect and the process exits 0, five runs in a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_leaves_a_socketio_2_server_first() {
+    let fake = NodeFake::start(Sio::V2).await;
+    for run in 1..=5u64 {
+        fake.post("/reset", json!({})).await;
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port())
+            .parse()
+            .unwrap();
+        let mut cmd = std::process::Command::new(common::HUB_BIN);
+        common::clean_env(&mut cmd, &std::env::temp_dir())
+            .env("RUST_LOG", "warn")
+            .env("HUB_BIND", addr.to_string())
+            .env("COINDCX_API_KEY", common::API_KEY)
+            .env("COINDCX_API_SECRET", common::API_SECRET)
+            .env("COINDCX_WS_URL", fake.url())
+            .env("COINDCX_API_URL", fake.ctl_url())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = common::KillOnDrop(cmd.spawn().expect("spawn the hub binary"));
+        let up = common::wait_until(
+            || std::net::TcpStream::connect(addr).is_ok(),
+            Duration::from_secs(20),
+        )
+        .await;
+        assert!(up, "run {run}: the binary did not listen on {addr}");
+        let (mut client, _) = Client::connect_greeted(addr).await;
+        let joins = fake
+            .wait_stat("joins_ok", |n| n == 1, Duration::from_secs(30))
+            .await;
+        assert_eq!(joins, 1, "run {run}: joined");
+
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &child.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        assert!(
+            matches!(
+                client.expect_close(Duration::from_secs(10)).await,
+                Some((1001, _))
+            ),
+            "run {run}: close 1001"
+        );
+        let mut exit = None;
+        let exited = common::wait_until(
+            || {
+                exit = child.0.try_wait().unwrap();
+                exit.is_some()
+            },
+            Duration::from_secs(10),
+        )
+        .await;
+        assert!(exited, "run {run}: still running 10 s after SIGTERM");
+        assert_eq!(exit.unwrap().code(), Some(0), "run {run}");
+
+        let disconnects = fake
+            .wait_stat("total_disconnects", |n| n >= 1, Duration::from_secs(10))
+            .await;
+        let stats = fake.stats().await;
+        assert_eq!(
+            (disconnects, &stats["leaves"], &stats["total_connects"]),
+            (1, &json!(1), &json!(1)),
+            "run {run}: {stats}"
+        );
+        let logs = fake.logs().await;
+        let (left, gone) = (&logs["leaves"][0]["at"], &logs["disconnects"][0]["at"]);
+        assert!(
+            left.is_u64() && left.as_u64() <= gone.as_u64(),
+            "run {run}: leave at {left}, disconnect at {gone}"
+        );
+    }
+}

@@ -10,9 +10,11 @@
 //!   EIO4 and nothing extra against EIO3, where a separate probe would be a full extra
 //!   connect/disconnect on the server.
 //!
-//! The answer "EIO4" is remembered for the process (no probe on the next attempt) and forgotten
-//! after an attempt that failed before joining, so a server that changed is probed again. The
-//! revision seen is logged when it changes and exported as the `hub_upstream_eio` gauge.
+//! The answer "EIO4" is remembered for the process, so a desk that comes back after the
+//! upstream went idle connects without a probe. It is forgotten after an attempt that failed
+//! before joining and after any drop (the exchange runs several replicas behind a proxy; one
+//! may answer differently), so the next attempt probes again. The revision seen is logged when
+//! it changes and exported as the `hub_upstream_eio` gauge.
 
 use std::sync::{Arc, Mutex};
 
@@ -145,8 +147,9 @@ async fn attempt(inner: Arc<Inner>, sink: ConnSink, mut stop: oneshot::Receiver<
             Some((_, signal)) = signals.recv() => {
                 match signal {
                     Signal::Joined => joined = true,
-                    Signal::Closed(_) if !joined => inner.remember(None),
-                    Signal::Closed(_) => {}
+                    // A drop may mean a different server (one replica behind the exchange's
+                    // proxy may speak EIO3): the reconnect probes again.
+                    Signal::Closed(_) => inner.remember(None),
                 }
                 sink.signal(signal);
             }
