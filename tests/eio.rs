@@ -255,22 +255,7 @@ async fn a_silent_server_is_dead_by_its_heartbeat() {
         ),
     ] {
         let (addr, mut transcripts) = silent_server(open).await;
-        let url = format!("http://{addr}");
-        // REST goes nowhere: the reconcile fails and is logged, which is not under test.
-        let rest = format!("http://127.0.0.1:{}", common::free_port());
-        let mut map = std::collections::HashMap::new();
-        for (k, v) in [
-            ("HUB_BIND", "127.0.0.1:0"),
-            ("COINDCX_API_KEY", common::API_KEY),
-            ("COINDCX_API_SECRET", common::API_SECRET),
-            ("COINDCX_WS_URL", url.as_str()),
-            ("COINDCX_API_URL", rest.as_str()),
-            ("COINDCX_EIO", eio),
-        ] {
-            map.insert(k.to_string(), v.to_string());
-        }
-        let config = coindcx_hub::config::Config::from_lookup(|k| map.get(k).cloned()).unwrap();
-        let hub = coindcx_hub::start(config).await.unwrap();
+        let hub = scripted_hub(addr, eio).await;
         let (mut client, _) = Client::connect_greeted(hub.addr).await;
         let first = tokio::time::timeout(Duration::from_secs(30), transcripts.recv())
             .await
@@ -374,4 +359,158 @@ async fn sigterm_leaves_a_socketio_2_server_first() {
             "run {run}: leave at {left}, disconnect at {gone}"
         );
     }
+}
+
+/// An in-process hub against a scripted server at `addr` with `COINDCX_EIO=eio`. REST goes
+/// nowhere: the reconcile fails and is logged, which is not under test here.
+async fn scripted_hub(addr: std::net::SocketAddr, eio: &str) -> coindcx_hub::RunningHub {
+    let url = format!("http://{addr}");
+    let rest = format!("http://127.0.0.1:{}", common::free_port());
+    let mut map = std::collections::HashMap::new();
+    for (k, v) in [
+        ("HUB_BIND", "127.0.0.1:0"),
+        ("COINDCX_API_KEY", common::API_KEY),
+        ("COINDCX_API_SECRET", common::API_SECRET),
+        ("COINDCX_WS_URL", url.as_str()),
+        ("COINDCX_API_URL", rest.as_str()),
+        ("COINDCX_EIO", eio),
+    ] {
+        map.insert(k.to_string(), v.to_string());
+    }
+    let config = coindcx_hub::config::Config::from_lookup(|k| map.get(k).cloned()).unwrap();
+    coindcx_hub::start(config).await.unwrap()
+}
+
+/// A scripted Engine.IO 4 server that behaves: `40{"sid":..}` after the client's `40`, a ping
+/// every 200 ms, `Left Channel` after `leave`. While `cuts` is above zero it closes a joined
+/// connection (and counts one down). Each connection's client messages arrive on the channel
+/// when it ends: a probe is an empty transcript.
+async fn eio4_server(
+    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Vec<String>>,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use std::sync::atomic::Ordering;
+    use tokio_tungstenite::tungstenite::Message;
+    const OPEN: &str =
+        r#"0{"sid":"p4","upgrades":[],"pingInterval":200,"pingTimeout":5000,"maxPayload":1000000}"#;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (tx, cuts) = (tx.clone(), cuts.clone());
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                let _ = ws.send(Message::Text(OPEN.into())).await;
+                let mut seen: Vec<String> = Vec::new();
+                let mut tick = tokio::time::interval(Duration::from_millis(200));
+                loop {
+                    tokio::select! {
+                        msg = ws.next() => {
+                            let Some(Ok(msg)) = msg else { break };
+                            let Message::Text(text) = msg else { continue };
+                            let reply = match text.as_str() {
+                                "40" => Some(r#"40{"sid":"n4"}"#),
+                                t if t.starts_with(r#"42["leave""#) => {
+                                    Some(r#"42["Left Channel",{"channelName":"coindcx"}]"#)
+                                }
+                                _ => None,
+                            };
+                            seen.push(text);
+                            if let Some(reply) = reply {
+                                let _ = ws.send(Message::Text(reply.into())).await;
+                            }
+                        }
+                        _ = tick.tick() => {
+                            if !seen.iter().any(|m| m.starts_with(r#"42["join""#)) {
+                                continue;
+                            }
+                            let cut = cuts
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                                .is_ok();
+                            if cut {
+                                let _ = ws.close(None).await;
+                                break;
+                            }
+                            let _ = ws.send(Message::Text("2".into())).await;
+                        }
+                    }
+                }
+                let _ = tx.send(seen);
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// The transcript of the next connection that ends.
+async fn ended(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<String>>) -> Vec<String> {
+    tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("a connection ended within 30 s")
+        .expect("the server runs")
+}
+
+/// `auto` probes once, remembers "EIO4" while things go well (a desk that comes back after the
+/// upstream went idle connects without a probe), and probes again after a drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_remembers_eio4_until_a_drop() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let _ = env_logger::builder().is_test(true).try_init();
+    let cuts = std::sync::Arc::new(AtomicUsize::new(0));
+    let (addr, mut transcripts) = eio4_server(cuts.clone()).await;
+    let hub = scripted_hub(addr, "auto").await;
+    // rust_socketio's session: the namespace connect and the join (it may pong first).
+    let session = |t: &[String]| {
+        t.iter().any(|m| m == "40") && t.iter().any(|m| m.starts_with(r#"42["join""#))
+    };
+    let joined =
+        |hub: &coindcx_hub::RunningHub| hub.hub.status.to_json()["upstream"]["state"] == "joined";
+
+    // First desk: probe (closed without a message), then rust_socketio's session.
+    let (client, _) = Client::connect_greeted(hub.addr).await;
+    assert_eq!(
+        ended(&mut transcripts).await,
+        Vec::<String>::new(),
+        "the probe sends nothing"
+    );
+    assert!(common::wait_until(|| joined(&hub), Duration::from_secs(30)).await);
+    client.close().await;
+    let first = ended(&mut transcripts).await;
+    assert!(session(&first), "{first:?}");
+    assert!(
+        first.iter().any(|m| m.starts_with(r#"42["leave""#)),
+        "{first:?}"
+    );
+
+    // Second desk after the upstream went idle: no probe, straight to the session.
+    let (mut client, _) = Client::connect_greeted(hub.addr).await;
+    assert!(common::wait_until(|| joined(&hub), Duration::from_secs(30)).await);
+    cuts.store(1, Ordering::SeqCst);
+    let second = ended(&mut transcripts).await;
+    assert!(
+        session(&second),
+        "no probe before the second session: {second:?}"
+    );
+    let down = client.next_of_type("system", Duration::from_secs(30)).await;
+    assert_eq!(down["data"]["coindcx_connected"], false, "{down}");
+
+    // The server dropped it: the reconnect probes again, then connects.
+    assert_eq!(
+        ended(&mut transcripts).await,
+        Vec::<String>::new(),
+        "probe after the drop"
+    );
+    let up = client.next_of_type("system", Duration::from_secs(30)).await;
+    assert_eq!(up["data"]["message"], "upstream re-joined", "{up}");
+    client.close().await;
+    let third = ended(&mut transcripts).await;
+    assert!(session(&third), "{third:?}");
+    assert_eq!(eio_gauge(hub.addr).await, 4.0);
+    hub.shutdown().await;
 }
