@@ -20,9 +20,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 
-use super::engineio::{self, TaskConnection, ATTEMPT_DEADLINE};
+use super::engineio::{self, TaskConnection};
 use super::packet::Eio;
 use super::socketio::SocketIoTransport;
 use super::{ConnSink, Connection, Signal, Transport};
@@ -108,7 +107,7 @@ impl Inner {
 /// One connection attempt: probe (unless EIO4 is remembered), then the chosen client. Relays
 /// the client's signals to the supervisor, noting whether it joined.
 async fn attempt(inner: Arc<Inner>, sink: ConnSink, mut stop: oneshot::Receiver<()>) {
-    let deadline = Instant::now() + ATTEMPT_DEADLINE;
+    let deadline = engineio::attempt_deadline();
     let (relay, mut signals) = relay(&sink);
     let auto = inner.mode == EioMode::Auto;
     let conn: Box<dyn Connection> = if auto && inner.remembered() == Some(Eio::V4) {

@@ -29,6 +29,14 @@ use crate::signing::join_signature;
 
 /// TCP, TLS, WebSocket upgrade, open packet and namespace connect, all together.
 pub const ATTEMPT_DEADLINE: Duration = Duration::from_secs(10);
+/// The supervisor gives every attempt the same 10 s and reports why; ours ends this much later,
+/// as a backstop, so the two never race to name the failure.
+const BACKSTOP: Duration = Duration::from_millis(500);
+
+/// When an attempt starting now gives up by itself.
+pub fn attempt_deadline() -> Instant {
+    Instant::now() + ATTEMPT_DEADLINE + BACKSTOP
+}
 /// A send that cannot complete by then means the server stopped reading: the connection is dead.
 const SEND_BOUND: Duration = Duration::from_secs(5);
 /// How long `leave` and the namespace disconnect may take to be written while closing.
@@ -125,7 +133,7 @@ impl Transport for EngineIoTransport {
     fn open(&self, sink: ConnSink) -> Box<dyn Connection> {
         let (url, join) = (self.url.clone(), self.join.clone());
         TaskConnection::spawn(move |mut stop| async move {
-            let deadline = Instant::now() + ATTEMPT_DEADLINE;
+            let deadline = attempt_deadline();
             let opened = tokio::select! {
                 r = handshake(&url, deadline) => r,
                 _ = &mut stop => return,
