@@ -797,11 +797,3 @@ impl NodeFake {
             .expect("hub starts")
     }
 }
-
-impl NodeFake {
-    /// `GET /logs` as JSON: recent `connects`, `joins`, `leaves`, `disconnects`, `rest`, each
-    /// entry with `at` (unix ms), oldest first.
-    pub async fn logs(&self) -> Value {
-        self.ctl("GET", "/logs", None).await
-    }
-}
