@@ -8,6 +8,10 @@
 //! - EIO4: the client sends `40` and waits for `40{"sid":..}`; the server pings `2`, the client
 //!   answers `3`; no ping within `pingInterval + pingTimeout` means the connection is dead.
 //!
+//! [`handshake`] opens the WebSocket and reads the open packet (also the `auto` probe),
+//! [`session`] runs the rest on it as a [`TaskConnection`]; [`super::auto`] is the
+//! [`super::Transport`] that starts them (`COINDCX_EIO=3`, or `auto` against Engine.IO 3).
+//!
 //! Every wait is bounded: the attempt (TCP, TLS, WebSocket, open packet, namespace connect) has
 //! [`ATTEMPT_DEADLINE`] and watches the stop signal, every send has [`SEND_BOUND`], and closing
 //! (`leave`, the `Left Channel` answer, `41`, WebSocket close) has its own small bounds.
@@ -24,7 +28,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::packet::{self, Eio, Open, Packet};
-use super::{ConnSink, Connection, Signal, Transport};
+use super::{ConnSink, Connection, Signal};
 use crate::signing::join_signature;
 
 /// TCP, TLS, WebSocket upgrade, open packet and namespace connect, all together.
@@ -112,38 +116,6 @@ pub async fn handshake(base_url: &str, deadline: Instant) -> Result<(Ws, Open), 
 /// sent, so a socket.io 4 server never counts it as a connection). Bounded.
 pub async fn discard(mut ws: Ws) {
     let _ = timeout(WS_CLOSE_WAIT, ws.close(None)).await;
-}
-
-/// [`Transport`] speaking Engine.IO 3 or 4 (as the server's open packet says) itself.
-pub struct EngineIoTransport {
-    url: String,
-    join: Value,
-}
-
-impl EngineIoTransport {
-    pub fn new(url: &str, api_key: &str, api_secret: &str) -> Self {
-        EngineIoTransport {
-            url: url.to_string(),
-            join: join_payload(api_key, api_secret),
-        }
-    }
-}
-
-impl Transport for EngineIoTransport {
-    fn open(&self, sink: ConnSink) -> Box<dyn Connection> {
-        let (url, join) = (self.url.clone(), self.join.clone());
-        TaskConnection::spawn(move |mut stop| async move {
-            let deadline = attempt_deadline();
-            let opened = tokio::select! {
-                r = handshake(&url, deadline) => r,
-                _ = &mut stop => return,
-            };
-            match opened {
-                Ok((ws, open)) => session(ws, open, join, sink, stop, deadline).await,
-                Err(e) => sink.signal(Signal::Closed(format!("connect failed: {e}"))),
-            }
-        })
-    }
 }
 
 /// A connection that is one tokio task: `close` tells it to stop and waits for it, bounded.
