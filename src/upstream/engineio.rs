@@ -13,7 +13,7 @@
 //! [`super::Transport`] that starts them (`COINDCX_EIO=3`, or `auto` against Engine.IO 3).
 //!
 //! Every wait is bounded: the attempt (TCP, TLS, WebSocket, open packet, namespace connect) has
-//! [`ATTEMPT_DEADLINE`] and watches the stop signal, every send has [`SEND_BOUND`], and closing
+//! [`ATTEMPT_DEADLINE`] and watches the stop signal, every send has `SEND_BOUND`, and closing
 //! (`leave`, the `Left Channel` answer, `41`, WebSocket close) has its own small bounds.
 
 use std::time::Duration;
