@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, Effective, UpstreamKind, VERSION};
 use crate::metrics::Metrics;
-use crate::upstream::socketio::SocketIoTransport;
+use crate::upstream::auto::AutoTransport;
 use crate::upstream::{ConnSink, Signal, Transport};
 use crate::{rest, signing, simulator};
 
@@ -49,6 +49,8 @@ pub struct Target {
     pub api_url: String,
     pub api_key: String,
     pub api_secret: String,
+    /// `COINDCX_EIO`: the same transport choice the hub makes.
+    pub eio: crate::config::EioMode,
 }
 
 /// One check's verdict.
@@ -91,6 +93,7 @@ pub async fn run(config: &Config, settings: &[Effective]) -> bool {
                 api_url: config.api_url.clone(),
                 api_key: config.api_key.clone(),
                 api_secret: config.api_secret.clone(),
+                eio: config.eio,
             },
             None,
         ),
@@ -109,6 +112,7 @@ pub async fn run(config: &Config, settings: &[Effective]) -> bool {
                             api_url: sim.url(),
                             api_key: simulator::DEMO_API_KEY.into(),
                             api_secret: simulator::DEMO_API_SECRET.into(),
+                            eio: config.eio,
                         },
                         Some(sim),
                     )
@@ -282,7 +286,13 @@ fn signature_verdict(status: u16, text: &str) -> Outcome {
 
 /// Connect, `join`, hold, `leave` + disconnect, through the hub's own transport.
 async fn stream_check(t: &Target) -> Vec<Outcome> {
-    let transport = SocketIoTransport::new(&t.ws_url, &t.api_key, &t.api_secret);
+    let transport = AutoTransport::new(
+        t.eio,
+        &t.ws_url,
+        &t.api_key,
+        &t.api_secret,
+        Arc::new(Metrics::new()),
+    );
     let (records_tx, mut records) = crate::upstream::record_queue(256, 1 << 20);
     let (signals_tx, mut signals) = mpsc::unbounded_channel();
     let sink = ConnSink::new(

@@ -9,7 +9,7 @@
 //! | step | module | what it does |
 //! |---|---|---|
 //! | settings | [`config`] | every setting as a flag + environment variable (`clap`), validated at start; [`check`] is `check-config` |
-//! | exchange connection | [`upstream`] | our `Transport` trait, the `rust_socketio` client ([`upstream::socketio`]), the [`upstream::supervisor`] (lazy connect, backoff, auth failure, reconcile) |
+//! | exchange connection | [`upstream`] | our `Transport` trait, the `rust_socketio` client ([`upstream::socketio`]), our Engine.IO 3/4 client ([`upstream::engineio`]), the choice between them ([`upstream::auto`], `COINDCX_EIO`), the [`upstream::supervisor`] (lazy connect, backoff, auth failure, reconcile) |
 //! | signing | [`signing`] | HMAC-SHA256 for `join` and REST bodies |
 //! | REST | [`rest`] | signed futures REST client (reconcile, example script) |
 //! | typed events | [`normalize`], [`record`], [`decimal`] | `data` text → one [`record::Record`] per array element; decimals as [`decimal::ExactDecimal`] |
@@ -48,7 +48,7 @@ use config::{Config, UpstreamKind};
 use hub::{HubHandle, HubSettings, UpstreamInputs};
 use metrics::Metrics;
 use upstream::account::RestAccount;
-use upstream::socketio::SocketIoTransport;
+use upstream::auto::AutoTransport;
 use upstream::supervisor::{self, Wiring};
 
 /// Exchange events waiting for the hub; beyond this (or `HUB_UPSTREAM_QUEUE_BYTES`) the upstream
@@ -127,7 +127,13 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     let gap = Arc::new(AtomicBool::new(false));
     let rest = Arc::new(rest::RestClient::new(&api_url, &key, &secret));
     let supervisor = supervisor::spawn(
-        Arc::new(SocketIoTransport::new(&ws_url, &key, &secret)),
+        Arc::new(AutoTransport::new(
+            config.eio,
+            &ws_url,
+            &key,
+            &secret,
+            metrics.clone(),
+        )),
         Some(Arc::new(RestAccount::new(rest, held_open.clone()))),
         Wiring {
             records: records_tx,

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub upstream_queue_full: IntCounterVec,
     /// Frames dropped from the resume history early because of `HUB_HISTORY_BYTES`.
     pub history_trimmed_by_bytes: IntCounter,
+    /// Engine.IO revision of the exchange's last open packet (3 or 4; 0 before the first).
+    pub upstream_eio: IntGauge,
 }
 
 impl Metrics {
@@ -140,6 +142,10 @@ impl Metrics {
             history_trimmed_by_bytes: reg!(IntCounter::new(
                 "hub_history_trimmed_by_bytes_total",
                 "Frames dropped from the resume history early to stay under HUB_HISTORY_BYTES"
+            )),
+            upstream_eio: reg!(IntGauge::new(
+                "hub_upstream_eio",
+                "Engine.IO revision the exchange spoke at the last handshake (0: none yet)"
             )),
             registry,
         };

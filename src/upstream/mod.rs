@@ -2,7 +2,10 @@
 //! someone watches.
 //!
 //! - [`Transport`] / [`Connection`]: our own small trait around a Socket.IO client, so
-//!   `rust_socketio` could be swapped without touching the hub. [`socketio`] implements it.
+//!   `rust_socketio` could be swapped without touching the hub. [`socketio`] implements it over
+//!   `rust_socketio` (Engine.IO 4 only), [`engineio`] with our own client for Engine.IO 3 and 4
+//!   ([`packet`]: the wire format), and [`auto`] picks one per `COINDCX_EIO` (probing the
+//!   server's open packet by default).
 //! - [`supervisor`]: the task that owns the connection's life cycle: start on the first client,
 //!   stop after the last, reconnect with backoff and jitter, detect bad credentials, and run the
 //!   REST reconcile after every join.
@@ -14,6 +17,9 @@
 //! bytes (`HUB_UPSTREAM_QUEUE_BYTES`), since one event can carry up to 1 MB.
 
 pub mod account;
+pub mod auto;
+pub mod engineio;
+pub mod packet;
 pub mod socketio;
 pub mod supervisor;
 
