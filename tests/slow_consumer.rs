@@ -90,6 +90,44 @@ async fn slow_client_is_evicted_and_fast_clients_get_everything() {
         })
         .collect();
 
+    // The slow client starts reading the moment its eviction is counted, not after the fast
+    // clients finish: the hub tries to deliver the close for 30 s, and on a loaded box the
+    // fast phase can take longer than that.
+    let evictions = hub.hub.metrics.clone();
+    let slow_reader = tokio::spawn(async move {
+        let evicted = || {
+            metric(
+                &evictions.render(),
+                r#"hub_client_closes_total{reason="slow_consumer"}"#,
+            ) == Some(1.0)
+        };
+        assert!(
+            wait_until(evicted, Duration::from_secs(300)).await,
+            "the slow client was not evicted"
+        );
+        let mut orders = 0usize;
+        let mut last_seq = 0u64;
+        let end = loop {
+            match slow.next(Duration::from_secs(60)).await {
+                Some(Incoming::Json(v, _)) => {
+                    if v["type"] == "order" {
+                        let seq = v["seq"].as_u64().unwrap();
+                        assert!(
+                            last_seq == 0 || seq == last_seq + 1,
+                            "slow client: gap before its eviction"
+                        );
+                        last_seq = seq;
+                        orders += 1;
+                    }
+                }
+                Some(Incoming::Close(c)) => break Some(c),
+                Some(Incoming::Gone(_)) => break None,
+                None => panic!("slow client neither closed nor cut off"),
+            }
+        };
+        (orders, end)
+    });
+
     let all = numbered_orders(0..RECORDS, RECORDS);
     let started = Instant::now();
     emit_paced(
@@ -117,27 +155,11 @@ async fn slow_client_is_evicted_and_fast_clients_get_everything() {
         (RECORDS * FAST_CLIENTS) as f64 / elapsed.as_secs_f64()
     );
 
-    // The slow one finally reads: what was buffered, then 1008 "slow consumer".
-    let mut orders = 0usize;
-    let mut last_seq = 0u64;
-    let end = loop {
-        match slow.next(Duration::from_secs(10)).await {
-            Some(Incoming::Json(v, _)) => {
-                if v["type"] == "order" {
-                    let seq = v["seq"].as_u64().unwrap();
-                    assert!(
-                        last_seq == 0 || seq == last_seq + 1,
-                        "slow client: gap before its eviction"
-                    );
-                    last_seq = seq;
-                    orders += 1;
-                }
-            }
-            Some(Incoming::Close(c)) => break Some(c),
-            Some(Incoming::Gone(_)) => break None,
-            None => panic!("slow client neither closed nor cut off"),
-        }
-    };
+    // The slow one read what was buffered, then got 1008 "slow consumer".
+    let (orders, end) = tokio::time::timeout(Duration::from_secs(120), slow_reader)
+        .await
+        .expect("slow client saw its close")
+        .unwrap();
     eprintln!("slow client read {orders} order frames before {end:?}");
     assert!(orders < RECORDS, "the slow client was not evicted");
     // The hub keeps trying to deliver the close for 30 s, so a client that reads again in

@@ -108,6 +108,22 @@ impl HubHandle {
         let _ = self.tx.send(Command::Leave { client_id }).await;
     }
 
+    /// `leave` without awaiting, for `Drop` guards: a cancelled or panicking session still
+    /// gives its place back. When the command queue is full the send finishes on a task.
+    pub fn leave_now(&self, client_id: u64) {
+        match self.tx.try_send(Command::Leave { client_id }) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    let tx = self.tx.clone();
+                    rt.spawn(async move {
+                        let _ = tx.send(cmd).await;
+                    });
+                }
+            }
+        }
+    }
+
     /// Tells every client, closes them with 1001 and stops the upstream.
     pub async fn shutdown(&self) {
         let (reply, rx) = oneshot::channel();
