@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::hub::frame::{hub_frame, Frame};
+use crate::hub::frame::{hub_frame, Batch, Frame};
 use crate::hub::{CloseReason, HubHandle, Joined, Resume};
 
 /// Client frames larger than this close the socket (SPEC §6).
@@ -227,8 +227,8 @@ async fn serve(
                     Ok(reason) if reason.code == 1001 => {
                         // Shutting down: deliver what is queued (the notice), then close.
                         let deadline = Instant::now() + CLOSE_TIMEOUT;
-                        while let Ok(frame) = frames.try_recv() {
-                            if tokio::time::timeout_at(deadline, session.text(frame)).await.is_err() {
+                        while let Ok(batch) = frames.try_recv() {
+                            if tokio::time::timeout_at(deadline, write_all(session, &batch)).await.is_err() {
                                 break;
                             }
                         }
@@ -239,9 +239,11 @@ async fn serve(
                 };
             }
             _ = sleep_until_opt(expires) => return Exit::Close(TOKEN_EXPIRED),
-            frame = frames.recv() => match frame {
-                Some(frame) => {
-                    if let Err(exit) = guards.bounded(session.text(frame)).await {
+            batch = frames.recv() => match batch {
+                Some(batch) => {
+                    // The whole batch in one bounded write: the close signal and the deadlines
+                    // are watched once per batch, not per frame.
+                    if let Err(exit) = guards.bounded(write_all(session, &batch)).await {
                         return exit;
                     }
                     last_sent = Instant::now();
@@ -301,6 +303,14 @@ async fn serve(
             }
         }
     }
+}
+
+/// Writes every frame of a batch, in order (each a reference count, no copy).
+async fn write_all(session: &mut Session, batch: &Batch) -> Result<(), actix_ws::Closed> {
+    for frame in batch.iter() {
+        session.text(frame.clone()).await?;
+    }
+    Ok(())
 }
 
 /// Whether a stream error means the peer went away (TCP reset, EOF mid-frame, connection

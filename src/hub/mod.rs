@@ -3,8 +3,12 @@
 //!
 //! - Sessions send [`Command`]s through a cloneable [`HubHandle`] (join, leave, shutdown).
 //! - The upstream hands it raw exchange events (bounded channel) and supervisor [`Report`]s.
-//! - Each frame is serialized once ([`frame`]) and offered to every client's bounded queue with
-//!   `try_send`; a full queue evicts that client (close 1008 "slow consumer"), counted.
+//! - Each frame is serialized once ([`frame`]); the frames of one hub cycle (every exchange
+//!   event already queued, up to 257) form one shared [`Batch`], offered to every client's
+//!   bounded queue (`HUB_CLIENT_QUEUE` batches) with `try_send`: one queue operation and one
+//!   wake-up per client per cycle, not per frame. A full queue evicts that client (close 1008
+//!   "slow consumer", counted). Bounding batches rather than frames means a client that reads
+//!   is not evicted by one burst the hub absorbed in a single cycle.
 //! - Because one task assigns seqs and serves joins, a new client's snapshot at seq N is always
 //!   followed by exactly the events from N+1: no gap, no duplicate.
 
@@ -29,7 +33,7 @@ use crate::normalize::{normalize, PayloadError};
 use crate::record::Record;
 use crate::upstream::supervisor::{Command as UpCommand, Report, Supervisor};
 use crate::upstream::{RawEvent, UpstreamState};
-use frame::Frame;
+use frame::{Batch, Frame};
 use history::History;
 use state::{AccountState, Apply};
 use status::Status;
@@ -69,8 +73,8 @@ pub struct Joined {
     pub client_id: u64,
     /// Frames to send first, in order (system, then snapshot or the replay).
     pub initial: Vec<Frame>,
-    /// Live frames after `initial`.
-    pub frames: mpsc::Receiver<Frame>,
+    /// Live frames after `initial`, one batch per hub cycle.
+    pub frames: mpsc::Receiver<Batch>,
     /// Fires when the hub closes this client.
     pub close: oneshot::Receiver<CloseReason>,
 }
@@ -150,7 +154,7 @@ pub struct UpstreamInputs {
 }
 
 struct Client {
-    tx: mpsc::Sender<Frame>,
+    tx: mpsc::Sender<Batch>,
     close: oneshot::Sender<CloseReason>,
 }
 
@@ -173,6 +177,8 @@ pub struct Hub {
     was_lost: bool,
     unknown_events: std::collections::HashSet<String>,
     shutting_down: bool,
+    /// Frames of the current hub cycle, sent to every client as one batch when it ends.
+    pending: Vec<Frame>,
 }
 
 /// Spawns the hub task; returns its handle.
@@ -196,6 +202,7 @@ pub fn spawn(settings: HubSettings, metrics: Arc<Metrics>, upstream: UpstreamInp
         was_lost: false,
         unknown_events: Default::default(),
         shutting_down: false,
+        pending: Vec::new(),
     };
     metrics.set_upstream_state("idle");
     tokio::spawn(hub.run());
@@ -209,6 +216,8 @@ pub fn spawn(settings: HubSettings, metrics: Arc<Metrics>, upstream: UpstreamInp
 impl Hub {
     async fn run(mut self) {
         loop {
+            // Whatever the last branch produced goes out now, as one batch per client.
+            self.flush();
             let linger = self.linger_until;
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
@@ -255,9 +264,11 @@ impl Hub {
             }
             Command::Shutdown { reply } => {
                 self.shutting_down = true;
+                self.flush();
                 let frame = frame::system_frame(&self.settings.epoch, "shutting down", json!({}));
+                let notice: Batch = Arc::new([frame]);
                 for (_, client) in self.clients.drain() {
-                    let _ = client.tx.try_send(frame.clone());
+                    let _ = client.tx.try_send(notice.clone());
                     let _ = client.close.send(GOING_AWAY);
                 }
                 self.metrics.clients.set(0);
@@ -417,16 +428,32 @@ impl Hub {
         self.fan_out(&bytes);
     }
 
-    /// Offers a frame to every client without waiting; evicts those whose queue is full.
+    /// Adds a frame to this cycle's batch; it goes to every client when the cycle ends.
     fn fan_out(&mut self, bytes: &Frame) {
+        self.pending.push(bytes.clone());
+    }
+
+    /// Ends the cycle: offers its frames as one shared batch to every client.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch: Batch = self.pending.drain(..).collect();
+        self.offer(batch);
+    }
+
+    /// Offers a batch to every client without waiting; evicts those whose queue is full.
+    fn offer(&mut self, batch: Batch) {
         let mut evicted = Vec::new();
+        let mut delivered = 0u64;
         for (id, client) in &self.clients {
-            match client.tx.try_send(bytes.clone()) {
-                Ok(()) => self.metrics.deliveries.inc(),
+            match client.tx.try_send(batch.clone()) {
+                Ok(()) => delivered += batch.len() as u64,
                 Err(mpsc::error::TrySendError::Full(_)) => evicted.push(*id),
                 Err(mpsc::error::TrySendError::Closed(_)) => evicted.push(*id),
             }
         }
+        self.metrics.deliveries.inc_by(delivered);
         for id in evicted {
             if let Some(client) = self.remove(id) {
                 if !client.tx.is_closed() {
