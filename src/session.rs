@@ -1,5 +1,6 @@
-//! One browser WebSocket: a single `select!` loop over hub frames, client frames, the hub's
-//! close signal and a heartbeat tick.
+//! One browser WebSocket: a single `select!` loop over hub batches, client frames and the hub's
+//! close signal. The session has no timer of its own: the hub's heartbeat sweep (an empty batch
+//! every [`crate::hub::HEARTBEAT_SWEEP`]) drives pings and the ping timeout.
 //!
 //! actix-ws does little for us: no pong, no close reply, no heartbeat, and every write
 //! (`text`, `ping`, `pong`) waits on a fixed 32-message channel that only drains as fast as the
@@ -217,7 +218,6 @@ async fn serve(
     let mut last_sent = Instant::now();
     let mut window_start = Instant::now();
     let mut window_count = 0u32;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut next_ws_ping = Instant::now() + WS_PING_EVERY;
     loop {
         tokio::select! {
@@ -240,6 +240,26 @@ async fn serve(
             }
             _ = sleep_until_opt(expires) => return Exit::Close(TOKEN_EXPIRED),
             batch = frames.recv() => match batch {
+                Some(batch) if batch.is_empty() => {
+                    // The hub's heartbeat sweep.
+                    let now = Instant::now();
+                    if now.duration_since(guards.last_heard) > CLIENT_TIMEOUT {
+                        return Exit::Close(PING_TIMEOUT);
+                    }
+                    if now >= next_ws_ping {
+                        next_ws_ping = now + WS_PING_EVERY;
+                        if let Err(exit) = guards.bounded(session.ping(b"hub")).await {
+                            return exit;
+                        }
+                    }
+                    if now.duration_since(last_sent) >= APP_PING_AFTER {
+                        let ping = hub_frame(&epoch, "ping", json!({}));
+                        if let Err(exit) = guards.bounded(session.text(ping)).await {
+                            return exit;
+                        }
+                        last_sent = now;
+                    }
+                }
                 Some(batch) => {
                     // The whole batch in one bounded write: the close signal and the deadlines
                     // are watched once per batch, not per frame.
@@ -280,25 +300,6 @@ async fn serve(
                         return exit;
                     }
                     last_sent = Instant::now();
-                }
-            }
-            _ = tick.tick() => {
-                let now = Instant::now();
-                if now.duration_since(guards.last_heard) > CLIENT_TIMEOUT {
-                    return Exit::Close(PING_TIMEOUT);
-                }
-                if now >= next_ws_ping {
-                    next_ws_ping = now + WS_PING_EVERY;
-                    if let Err(exit) = guards.bounded(session.ping(b"hub")).await {
-                        return exit;
-                    }
-                }
-                if now.duration_since(last_sent) >= APP_PING_AFTER {
-                    let ping = hub_frame(&epoch, "ping", json!({}));
-                    if let Err(exit) = guards.bounded(session.text(ping)).await {
-                        return exit;
-                    }
-                    last_sent = now;
                 }
             }
         }

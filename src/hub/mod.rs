@@ -38,6 +38,11 @@ use history::History;
 use state::{AccountState, Apply};
 use status::Status;
 
+/// How often the hub offers every client the heartbeat (an empty batch): one hub-wide timer
+/// instead of one per client. Each session then checks its own deadlines (ws ping every 15 s,
+/// app ping after 30 s of silence, closed after 45 s unheard), so they hold to within a sweep.
+pub const HEARTBEAT_SWEEP: Duration = Duration::from_secs(5);
+
 /// Terminal orders kept for snapshots ("recent orders").
 const TERMINAL_ORDERS_KEPT: usize = 500;
 
@@ -73,7 +78,8 @@ pub struct Joined {
     pub client_id: u64,
     /// Frames to send first, in order (system, then snapshot or the replay).
     pub initial: Vec<Frame>,
-    /// Live frames after `initial`, one batch per hub cycle.
+    /// Live frames after `initial`, one batch per hub cycle. An empty batch is the hub-wide
+    /// heartbeat ([`HEARTBEAT_SWEEP`]).
     pub frames: mpsc::Receiver<Batch>,
     /// Fires when the hub closes this client.
     pub close: oneshot::Receiver<CloseReason>,
@@ -215,6 +221,9 @@ pub fn spawn(settings: HubSettings, metrics: Arc<Metrics>, upstream: UpstreamInp
 
 impl Hub {
     async fn run(mut self) {
+        let mut sweep = tokio::time::interval(HEARTBEAT_SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let heartbeat: Batch = Arc::new([]);
         loop {
             // Whatever the last branch produced goes out now, as one batch per client.
             self.flush();
@@ -236,6 +245,11 @@ impl Hub {
                     self.check_gap();
                 }
                 Some(report) = self.upstream.reports.recv() => self.on_report(report),
+                _ = sweep.tick() => {
+                    if !self.clients.is_empty() {
+                        self.offer(heartbeat.clone());
+                    }
+                }
                 _ = sleep_until_opt(linger) => {
                     self.linger_until = None;
                     if self.clients.is_empty() {
