@@ -83,6 +83,8 @@ pub struct Config {
     pub history: usize,
     pub allow_anonymous: bool,
     pub simulator: SimulatorSettings,
+    /// actix worker threads (`HUB_WORKERS`); the hub task runs on the first one.
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -186,6 +188,7 @@ impl Config {
         )? as usize;
         let history = parse_num("HUB_HISTORY", var("HUB_HISTORY"), 10_000, 0, 10_000_000)? as usize;
         let allow_anonymous = parse_bool("HUB_ALLOW_ANONYMOUS", var("HUB_ALLOW_ANONYMOUS"))?;
+        let workers = parse_num("HUB_WORKERS", var("HUB_WORKERS"), 1, 1, 64)? as usize;
         if !bind.ip().is_loopback()
             && auth_token.is_none()
             && jwt_secret.is_none()
@@ -220,6 +223,7 @@ impl Config {
             history,
             allow_anonymous,
             simulator,
+            workers,
         })
     }
 }

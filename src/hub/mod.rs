@@ -187,8 +187,29 @@ pub struct Hub {
     pending: Vec<Frame>,
 }
 
-/// Spawns the hub task; returns its handle.
+/// Spawns the hub task on the current runtime; returns its handle.
 pub fn spawn(settings: HubSettings, metrics: Arc<Metrics>, upstream: UpstreamInputs) -> HubHandle {
+    let (handle, task) = prepare(settings, metrics, upstream);
+    tokio::spawn(task.run());
+    handle
+}
+
+/// The hub task, not yet running: [`HubTask::run`] it on the runtime of your choice (the
+/// server runs it on an actix worker, next to the sessions it feeds).
+pub struct HubTask(Hub);
+
+impl HubTask {
+    pub async fn run(self) {
+        self.0.run().await
+    }
+}
+
+/// Builds the hub and its handle without starting it.
+pub fn prepare(
+    settings: HubSettings,
+    metrics: Arc<Metrics>,
+    upstream: UpstreamInputs,
+) -> (HubHandle, HubTask) {
     let status = Arc::new(Status::new(settings.epoch.clone(), settings.upstream_kind));
     let (tx, commands) = mpsc::channel(1024);
     let hub = Hub {
@@ -211,12 +232,12 @@ pub fn spawn(settings: HubSettings, metrics: Arc<Metrics>, upstream: UpstreamInp
         pending: Vec::new(),
     };
     metrics.set_upstream_state("idle");
-    tokio::spawn(hub.run());
-    HubHandle {
+    let handle = HubHandle {
         tx,
         status,
         metrics,
-    }
+    };
+    (handle, HubTask(hub))
 }
 
 impl Hub {
