@@ -11,6 +11,8 @@
 //! Its slots (the connection count, the hub's client table) are released by `Drop` guards, so a
 //! cancelled or panicking session frees them too.
 
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use actix_web::error::PayloadError;
@@ -172,17 +174,23 @@ impl Guards {
 
     /// Runs one write on the socket unless the hub closes the client, the heartbeat deadline
     /// passes or the token expires first. The write is polled first: when actix-ws's channel
-    /// has room it completes without arming a timer.
+    /// has room (the usual case) it completes without a timer being built or the close
+    /// signal being polled; only a write that has to wait arms the (boxed) deadline timer.
     async fn bounded<Fut>(&mut self, write: Fut) -> Result<(), Exit>
     where
         Fut: std::future::Future<Output = Result<(), actix_ws::Closed>>,
     {
+        let mut write = std::pin::pin!(write);
+        if let Poll::Ready(sent) = futures_util::poll!(write.as_mut()) {
+            return sent.map_err(|_| Exit::Gone);
+        }
         let (at, why) = self.deadline();
+        let deadline = Box::pin(tokio::time::sleep_until(at));
         tokio::select! {
             biased;
             sent = write => sent.map_err(|_| Exit::Gone),
             reason = &mut self.close => Err(Exit::Close(reason.unwrap_or(crate::hub::GOING_AWAY))),
-            _ = tokio::time::sleep_until(at) => Err(Exit::Close(why)),
+            _ = deadline => Err(Exit::Close(why)),
         }
     }
 }
@@ -219,6 +227,8 @@ async fn serve(
     let mut window_start = Instant::now();
     let mut window_count = 0u32;
     let mut next_ws_ping = Instant::now() + WS_PING_EVERY;
+    // Only a client with a signed token has a timer of its own (boxed: see `bounded`).
+    let mut expiry = expires.map(|at| Box::pin(tokio::time::sleep_until(at)));
     loop {
         tokio::select! {
             biased;
@@ -238,7 +248,7 @@ async fn serve(
                     Err(_) => Exit::Close(crate::hub::GOING_AWAY),
                 };
             }
-            _ = sleep_until_opt(expires) => return Exit::Close(TOKEN_EXPIRED),
+            _ = sleep_opt(&mut expiry) => return Exit::Close(TOKEN_EXPIRED),
             batch = frames.recv() => match batch {
                 Some(batch) if batch.is_empty() => {
                     // The hub's heartbeat sweep.
@@ -343,9 +353,9 @@ pub fn answer(epoch: &str, text: &str) -> Frame {
     }
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+async fn sleep_opt(sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match sleep {
+        Some(sleep) => sleep.as_mut().await,
         None => std::future::pending().await,
     }
 }
