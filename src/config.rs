@@ -413,6 +413,8 @@ impl Settings {
                     name: DEFAULT_ACCOUNT.into(),
                     key: api_key.clone(),
                     secret: api_secret.clone(),
+                    ws_url: None,
+                    api_url: None,
                 }],
             ),
             (None, UpstreamKind::Simulator) => (UpstreamKind::Simulator, Vec::new()),

@@ -117,8 +117,8 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             .iter()
             .map(|a| Source {
                 name: a.name.clone(),
-                ws_url: config.ws_url.clone(),
-                api_url: config.api_url.clone(),
+                ws_url: a.ws_url.clone().unwrap_or_else(|| config.ws_url.clone()),
+                api_url: a.api_url.clone().unwrap_or_else(|| config.api_url.clone()),
                 key: a.key.clone(),
                 secret: a.secret.clone(),
             })

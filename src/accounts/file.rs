@@ -6,6 +6,9 @@
 //! name = "alpha"
 //! key_env = "ALPHA_KEY"
 //! secret_env = "ALPHA_SECRET"
+//! # optional, default COINDCX_WS_URL / COINDCX_API_URL (a test exchange, a regional endpoint)
+//! ws_url = "wss://stream.coindcx.com"
+//! api_url = "https://api.coindcx.com"
 //! ```
 
 use serde::Deserialize;
@@ -16,6 +19,9 @@ pub struct AccountCreds {
     pub name: String,
     pub key: String,
     pub secret: String,
+    /// This account's stream and REST base when they differ from `COINDCX_WS_URL`/`_API_URL`.
+    pub ws_url: Option<String>,
+    pub api_url: Option<String>,
 }
 
 /// Shows everything but the secret.
@@ -38,6 +44,12 @@ pub enum AccountsFileError {
     Empty { path: String },
     #[error("account name {name:?} must be 1-32 characters of a-z, A-Z, 0-9, '-' or '_'")]
     BadName { name: String },
+    #[error("account {name:?}: {field} {value:?} is not an http(s):// or ws(s):// URL")]
+    BadUrl {
+        name: String,
+        field: &'static str,
+        value: String,
+    },
     #[error("account {name:?} is listed twice")]
     Duplicate { name: String },
     #[error("account {name:?}: environment variable {var} (its {what}) is empty or unset")]
@@ -61,6 +73,8 @@ struct Entry {
     name: String,
     key_env: String,
     secret_env: String,
+    ws_url: Option<String>,
+    api_url: Option<String>,
 }
 
 /// A name that is safe in a query string, a metric label and a JSON key as it is.
@@ -115,12 +129,28 @@ pub fn parse(
                     what,
                 })
         };
+        for (field, value) in [("ws_url", &entry.ws_url), ("api_url", &entry.api_url)] {
+            if let Some(value) = value {
+                let ok = url::Url::parse(value).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https" | "ws" | "wss") && u.has_host()
+                });
+                if !ok {
+                    return Err(AccountsFileError::BadUrl {
+                        name: entry.name.clone(),
+                        field,
+                        value: value.clone(),
+                    });
+                }
+            }
+        }
         let key = read(&entry.key_env, "key")?;
         let secret = read(&entry.secret_env, "secret")?;
         out.push(AccountCreds {
             name: entry.name,
             key,
             secret,
+            ws_url: entry.ws_url,
+            api_url: entry.api_url,
         });
     }
     Ok(out)
