@@ -19,6 +19,25 @@ use crate::signing::constant_time_eq;
 
 /// The monitor page, embedded at build time.
 const INDEX_HTML: &str = include_str!("../web/index.html");
+/// uPlot (MIT, the npm package's dist files, web/vendor/) for the page's charts: inlined into
+/// the page, so it makes no external fetch and the page's CSP stays `'self'` + inline.
+const UPLOT_JS: &str = include_str!("../web/vendor/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("../web/vendor/uPlot.min.css");
+/// Where the page wants uPlot (tests/browser/mock-hub.mjs fills in the same marker).
+pub const UPLOT_MARKER: &str =
+    "<!--uplot: the hub puts uPlot's CSS and JS here (web/vendor, MIT), no external fetch-->";
+
+/// The page as served: uPlot inlined at the marker, built once.
+fn index_page() -> &'static str {
+    static PAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PAGE.get_or_init(|| {
+        INDEX_HTML.replacen(
+            UPLOT_MARKER,
+            &format!("<style>{UPLOT_CSS}</style>\n<script>{UPLOT_JS}</script>"),
+            1,
+        )
+    })
+}
 
 pub struct AppState {
     /// The first (default) account's hub: route-level counters (refusals) go to its metrics.
@@ -96,7 +115,7 @@ async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; img-src 'self' data:"))
-        .body(INDEX_HTML)
+        .body(index_page())
 }
 
 async fn status(state: web::Data<AppState>) -> HttpResponse {
@@ -399,6 +418,15 @@ fn parse_resume(query: &str) -> Result<Option<Resume>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_page_inlines_uplot() {
+        assert!(INDEX_HTML.contains(UPLOT_MARKER));
+        let page = index_page();
+        assert!(!page.contains(UPLOT_MARKER));
+        assert!(page.contains("uPlot"));
+        assert!(!page.contains("src=\"http"), "no external script");
+    }
 
     #[test]
     fn resume_query() {
