@@ -232,7 +232,8 @@ async fn silent_server(
                     if eio4 && text == "40" {
                         let _ = ws.send(Message::Text(r#"40{"sid":"ns1"}"#.into())).await;
                     }
-                    if eio4 && text.starts_with(r#"42["join""#) {
+                    // One ping, after the private join (not again after the price channel's).
+                    if eio4 && text.starts_with(r#"42["join",{"channelName":"coindcx""#) {
                         let _ = ws.send(Message::Text("2".into())).await;
                     }
                     seen.push(text);
