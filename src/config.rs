@@ -395,30 +395,29 @@ impl Settings {
             }
         };
         let accounts_file = nonblank(&s.accounts_file);
-        let (upstream, accounts) = match (accounts_file, upstream) {
-            (Some(path), UpstreamKind::Simulator) => {
-                let accounts = accounts::load(&path, env)
-                    .map_err(|e| err("HUB_ACCOUNTS_FILE", e.to_string()))?;
-                (UpstreamKind::CoinDcx, accounts)
-            }
-            (Some(_), UpstreamKind::CoinDcx) => {
-                return Err(err(
+        let (upstream, accounts) =
+            match (accounts_file, upstream) {
+                (Some(path), UpstreamKind::Simulator) => {
+                    let accounts = accounts::load(&path, env)
+                        .map_err(|e| err("HUB_ACCOUNTS_FILE", e.to_string()))?;
+                    (UpstreamKind::CoinDcx, accounts)
+                }
+                (Some(_), UpstreamKind::CoinDcx) => return Err(err(
                     "HUB_ACCOUNTS_FILE",
                     "set together with COINDCX_API_KEY/COINDCX_API_SECRET; use one or the other",
-                ))
-            }
-            (None, UpstreamKind::CoinDcx) => (
-                UpstreamKind::CoinDcx,
-                vec![AccountCreds {
-                    name: DEFAULT_ACCOUNT.into(),
-                    key: api_key.clone(),
-                    secret: api_secret.clone(),
-                    ws_url: None,
-                    api_url: None,
-                }],
-            ),
-            (None, UpstreamKind::Simulator) => (UpstreamKind::Simulator, Vec::new()),
-        };
+                )),
+                (None, UpstreamKind::CoinDcx) => (
+                    UpstreamKind::CoinDcx,
+                    vec![AccountCreds {
+                        name: DEFAULT_ACCOUNT.into(),
+                        key: api_key.clone(),
+                        secret: api_secret.clone(),
+                        ws_url: None,
+                        api_url: None,
+                    }],
+                ),
+                (None, UpstreamKind::Simulator) => (UpstreamKind::Simulator, Vec::new()),
+            };
         // `check-config` and the example script act for the first account.
         let (api_key, api_secret) = match accounts.first() {
             Some(first) => (first.key.clone(), first.secret.clone()),

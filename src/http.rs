@@ -11,9 +11,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
+use crate::accounts::Registry;
 use crate::config::Config;
 use crate::hosts::{Authority, HostPolicy, OriginPolicy};
-use crate::accounts::Registry;
 use crate::hub::{HubHandle, Resume};
 use crate::signing::constant_time_eq;
 
@@ -134,7 +134,7 @@ async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         Ok(Err(reason)) => {
             HttpResponse::ServiceUnavailable().json(json!({"ready": false, "reason": reason}))
         }
-        Err(()) => unknown_account(),
+        Err(crate::accounts::UnknownAccount) => unknown_account(),
     }
 }
 

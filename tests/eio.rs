@@ -262,12 +262,25 @@ async fn a_silent_server_is_dead_by_its_heartbeat() {
     // SPEC §9: the public price channel is joined right after the private one.
     let prices = r#"42["join",{"channelName":"currentPrices@futures@rt"}]"#.to_string();
     for (open, eio, want) in [
-        (OPEN3, "auto", vec![join.clone(), prices.clone(), "2".to_string()]),
-        (OPEN3, "3", vec![join.clone(), prices.clone(), "2".to_string()]),
+        (
+            OPEN3,
+            "auto",
+            vec![join.clone(), prices.clone(), "2".to_string()],
+        ),
+        (
+            OPEN3,
+            "3",
+            vec![join.clone(), prices.clone(), "2".to_string()],
+        ),
         (
             OPEN4,
             "3",
-            vec!["40".to_string(), join.clone(), prices.clone(), "3".to_string()],
+            vec![
+                "40".to_string(),
+                join.clone(),
+                prices.clone(),
+                "3".to_string(),
+            ],
         ),
     ] {
         let (addr, mut transcripts) = silent_server(open).await;

@@ -50,9 +50,16 @@ async fn digits_by_hand(eio: &str) {
     let hub = start_hub(&fake, &[("COINDCX_EIO", eio)]).await;
     let (mut c, snapshot) = Client::connect_greeted(hub.addr).await;
     assert_eq!(snapshot["data"]["pnl"], Value::Null, "no mark yet: no PnL");
-    assert!(wait_until(|| fake.joined_now() == 1 && fake.priced_now() == 1, T).await, "both channels joined");
+    assert!(
+        wait_until(|| fake.joined_now() == 1 && fake.priced_now() == 1, T).await,
+        "both channels joined"
+    );
     assert_eq!(fake.price_joins(), 1);
-    assert_eq!(fake.bad_joins(), 0, "the public join is not a bad private join");
+    assert_eq!(
+        fake.bad_joins(),
+        0,
+        "the public join is not a bad private join"
+    );
 
     let positions = [
         position("long", "B-ETH_USDT", "0.045", "2101.75"),
@@ -61,7 +68,14 @@ async fn digits_by_hand(eio: &str) {
         position("tie", "B-DOGE_USDT", "-1", "0.100000025"),
         position("nomark", "B-ADA_USDT", "10", "0.5"),
     ];
-    fake.emit("df-position-update", &event_arg("df-position-update", &records(&format!("[{}]", positions.join(","))))).await;
+    fake.emit(
+        "df-position-update",
+        &event_arg(
+            "df-position-update",
+            &records(&format!("[{}]", positions.join(","))),
+        ),
+    )
+    .await;
     fake.emit("balance-update", &event_arg("balance-update", &records(
         r#"[{"id":"w1","balance":"1000.5","locked_balance":"20.25","currency_id":"c","currency_short_name":"USDT"}]"#,
     ))).await;
@@ -75,31 +89,57 @@ async fn digits_by_hand(eio: &str) {
         "B-ETH_USDT": {"ls": 2104.0},
         "B-DOGE_USDT": {"mp": 0.1},
         "B-SOL_USDT": {"mp": "not-a-number"},
-    }})).await;
+    }}))
+    .await;
 
     // By hand: long (2102.96 − 2101.75) × 0.045 = 0.05445; short (84000.35 − 84250.1) × −0.002
     // = 0.4995; flat 0; tie (0.1 − 0.100000025) × −1 = 0.000000025 → 0.00000002 (half to even);
     // ADA has no mark: null, and so are the totals.
-    let f = pnl_where(&mut c, "DOGE's mark", |d| pnl_of(d, "tie")["unrealized_pnl"] != Value::Null).await;
+    let f = pnl_where(&mut c, "DOGE's mark", |d| {
+        pnl_of(d, "tie")["unrealized_pnl"] != Value::Null
+    })
+    .await;
     let d = &f["data"];
     assert_eq!(f["type"], "pnl");
-    assert_eq!(pnl_of(d, "long")["mark_price"], "2102.96", "ETH's mark kept over an update without mp");
+    assert_eq!(
+        pnl_of(d, "long")["mark_price"],
+        "2102.96",
+        "ETH's mark kept over an update without mp"
+    );
     assert_eq!(pnl_of(d, "long")["unrealized_pnl"], "0.05445000");
     assert_eq!(pnl_of(d, "short")["mark_price"], "84000.35");
     assert_eq!(pnl_of(d, "short")["unrealized_pnl"], "0.49950000");
     assert_eq!(pnl_of(d, "flat")["unrealized_pnl"], "0.00000000");
-    assert_eq!(pnl_of(d, "flat")["mark_price"], Value::Null, "a bad mp is refused");
+    assert_eq!(
+        pnl_of(d, "flat")["mark_price"],
+        Value::Null,
+        "a bad mp is refused"
+    );
     assert_eq!(pnl_of(d, "tie")["unrealized_pnl"], "0.00000002");
     assert_eq!(pnl_of(d, "nomark")["mark_price"], Value::Null);
-    assert_eq!(pnl_of(d, "nomark")["unrealized_pnl"], Value::Null, "missing mark: no PnL, not zero");
+    assert_eq!(
+        pnl_of(d, "nomark")["unrealized_pnl"],
+        Value::Null,
+        "missing mark: no PnL, not zero"
+    );
     assert_eq!(d["unrealized_pnl"], Value::Null);
     assert_eq!(d["equity"], Value::Null);
-    let ids: Vec<_> = d["positions"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["nomark", "short", "tie", "long", "flat"], "ordered by pair");
+    let ids: Vec<_> = d["positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["nomark", "short", "tie", "long", "flat"],
+        "ordered by pair"
+    );
 
     // ADA's mark arrives: (0.55 − 0.5) × 10 = 0.5. Total 1.053950025 → 1.05395002;
     // equity 1000.5 + 20.25 + 1.053950025 = 1021.803950025 → 1021.80395002.
-    fake.emit_prices(&json!({"prices": {"B-ADA_USDT": {"mp": "0.55"}}})).await;
+    fake.emit_prices(&json!({"prices": {"B-ADA_USDT": {"mp": "0.55"}}}))
+        .await;
     let f = pnl_where(&mut c, "totals", |d| d["unrealized_pnl"] != Value::Null).await;
     let d = &f["data"];
     assert_eq!(pnl_of(d, "nomark")["unrealized_pnl"], "0.50000000");
@@ -110,7 +150,10 @@ async fn digits_by_hand(eio: &str) {
     assert_eq!(snapshot["data"]["pnl"], *d, "snapshot.data.pnl");
     let (_, metrics) = http_get(hub.addr, "/metrics").await;
     assert_eq!(
-        metric(&metrics, "hub_events_skipped_total{event=\"currentPrices@futures#update\",reason=\"bad_mark\"}"),
+        metric(
+            &metrics,
+            "hub_events_skipped_total{event=\"currentPrices@futures#update\",reason=\"bad_mark\"}"
+        ),
         Some(1.0)
     );
     c2.close().await;
@@ -133,8 +176,18 @@ async fn at_most_one_pnl_frame_per_second_under_100_updates_per_second() {
     let fake = FakeCoinDcx::start().await;
     let hub = start_hub(&fake, &[]).await;
     let (mut c, _) = Client::connect_greeted(hub.addr).await;
-    assert!(wait_until(|| fake.priced_now() == 1, T).await, "price channel joined");
-    fake.emit("df-position-update", &event_arg("df-position-update", &records(&format!("[{}]", position("p", "B-ETH_USDT", "1", "2000"))))).await;
+    assert!(
+        wait_until(|| fake.priced_now() == 1, T).await,
+        "price channel joined"
+    );
+    fake.emit(
+        "df-position-update",
+        &event_arg(
+            "df-position-update",
+            &records(&format!("[{}]", position("p", "B-ETH_USDT", "1", "2000"))),
+        ),
+    )
+    .await;
     assert_eq!(c.next_of_type("position", T).await["seq"], 1);
 
     // 300 updates at ~100/s, each a new mark: 2000.01, 2000.02, ... 2003.00.
@@ -153,7 +206,8 @@ async fn at_most_one_pnl_frame_per_second_under_100_updates_per_second() {
     for i in 1..=300u32 {
         tick.tick().await;
         let mark = format!("{}.{:02}", 2000 + i / 100, i % 100);
-        fake.emit_prices(&json!({"prices": {"B-ETH_USDT": {"mp": mark}}})).await;
+        fake.emit_prices(&json!({"prices": {"B-ETH_USDT": {"mp": mark}}}))
+            .await;
     }
     let (c, frames) = reader.await.unwrap();
     let stamps: Vec<chrono::DateTime<chrono::Utc>> = frames
@@ -161,13 +215,21 @@ async fn at_most_one_pnl_frame_per_second_under_100_updates_per_second() {
         .map(|f| f["timestamp"].as_str().unwrap().parse().unwrap())
         .collect();
     eprintln!("{} pnl frames for 300 price updates", frames.len());
-    assert!(frames.len() >= 2, "the PnL moved, so frames came: {}", frames.len());
+    assert!(
+        frames.len() >= 2,
+        "the PnL moved, so frames came: {}",
+        frames.len()
+    );
     for w in stamps.windows(2) {
         let gap = (w[1] - w[0]).num_milliseconds();
         assert!(gap >= 1000, "two pnl frames {gap} ms apart");
     }
     let span = (stamps[stamps.len() - 1] - stamps[0]).num_milliseconds();
-    assert!(frames.len() as i64 <= span / 1000 + 1, "{} frames in {span} ms", frames.len());
+    assert!(
+        frames.len() as i64 <= span / 1000 + 1,
+        "{} frames in {span} ms",
+        frames.len()
+    );
     // Only on change: nothing more once the marks stop moving.
     let mut c = c;
     if let Some(Incoming::Json(f, _)) = c.next(Duration::from_millis(1500)).await {
@@ -184,12 +246,26 @@ async fn price_channel_left_with_the_last_client() {
         let hub = start_hub(&fake, &[("COINDCX_EIO", eio)]).await;
         let (a, _) = Client::connect_greeted(hub.addr).await;
         let (b, _) = Client::connect_greeted(hub.addr).await;
-        assert!(wait_until(|| fake.priced_now() == 1 && fake.joined_now() == 1, T).await, "EIO {eio}: joined");
+        assert!(
+            wait_until(|| fake.priced_now() == 1 && fake.joined_now() == 1, T).await,
+            "EIO {eio}: joined"
+        );
         a.close().await;
-        assert_eq!(fake.price_leaves(), 0, "EIO {eio}: one client still watches");
+        assert_eq!(
+            fake.price_leaves(),
+            0,
+            "EIO {eio}: one client still watches"
+        );
         b.close().await;
-        assert!(wait_until(|| fake.connected() == 0, T).await, "EIO {eio}: upstream closed");
-        assert_eq!((fake.price_joins(), fake.price_leaves()), (1, 1), "EIO {eio}: price channel joined and left once");
+        assert!(
+            wait_until(|| fake.connected() == 0, T).await,
+            "EIO {eio}: upstream closed"
+        );
+        assert_eq!(
+            (fake.price_joins(), fake.price_leaves()),
+            (1, 1),
+            "EIO {eio}: price channel joined and left once"
+        );
         assert_eq!(fake.leaves(), 1, "EIO {eio}: the private channel left too");
         hub.shutdown().await;
     }

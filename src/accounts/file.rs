@@ -187,8 +187,14 @@ secret_env = "B_SECRET"
         let accounts = parse("f", TWO, env).unwrap();
         let names: Vec<_> = accounts.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["alpha", "beta-2"]);
-        assert_eq!((accounts[1].key.as_str(), accounts[1].secret.as_str()), ("kb", "sb"));
-        assert!(!format!("{:?}", accounts[0]).contains("sa"), "Debug hides the secret");
+        assert_eq!(
+            (accounts[1].key.as_str(), accounts[1].secret.as_str()),
+            ("kb", "sb")
+        );
+        assert!(
+            !format!("{:?}", accounts[0]).contains("sa"),
+            "Debug hides the secret"
+        );
     }
 
     #[test]
@@ -201,15 +207,25 @@ secret_env = "B_SECRET"
         let dup = TWO.replace("beta-2", "alpha");
         assert_eq!(
             parse("f", &dup, env).unwrap_err(),
-            AccountsFileError::Duplicate { name: "alpha".into() }
+            AccountsFileError::Duplicate {
+                name: "alpha".into()
+            }
         );
         let bad = TWO.replace("beta-2", "be ta");
-        assert!(matches!(parse("f", &bad, env), Err(AccountsFileError::BadName { .. })));
+        assert!(matches!(
+            parse("f", &bad, env),
+            Err(AccountsFileError::BadName { .. })
+        ));
         assert_eq!(
             parse("f", "", env).unwrap_err(),
             AccountsFileError::Empty { path: "f".into() }
         );
-        let secret_inline = format!("{TWO}\n[[account]]\nname='c'\nkey_env='A_KEY'\nsecret_env='A_SECRET'\nsecret='x'\n");
-        assert!(matches!(parse("f", &secret_inline, env), Err(AccountsFileError::Parse { .. })));
+        let secret_inline = format!(
+            "{TWO}\n[[account]]\nname='c'\nkey_env='A_KEY'\nsecret_env='A_SECRET'\nsecret='x'\n"
+        );
+        assert!(matches!(
+            parse("f", &secret_inline, env),
+            Err(AccountsFileError::Parse { .. })
+        ));
     }
 }

@@ -13,6 +13,11 @@ pub struct Account {
     pub hub: HubHandle,
 }
 
+/// A client named an account the hub does not serve (HTTP 404).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown account")]
+pub struct UnknownAccount;
+
 /// Every account, in configuration order; the first is the default. Fixed at start.
 #[derive(Clone)]
 pub struct Registry {
@@ -27,10 +32,14 @@ impl Registry {
     }
 
     /// The account a client asked for; `None` (no name) = the first. `Err` = unknown name.
-    pub fn pick(&self, name: Option<&str>) -> Result<&Account, ()> {
+    pub fn pick(&self, name: Option<&str>) -> Result<&Account, UnknownAccount> {
         match name {
             None => Ok(&self.accounts[0]),
-            Some(n) => self.accounts.iter().find(|a| a.name == n).ok_or(()),
+            Some(n) => self
+                .accounts
+                .iter()
+                .find(|a| a.name == n)
+                .ok_or(UnknownAccount),
         }
     }
 
@@ -80,7 +89,7 @@ impl Registry {
     }
 
     /// `/readyz`: one account's readiness, or every account's (the first reason that fails).
-    pub fn readiness(&self, name: Option<&str>) -> Result<Result<(), String>, ()> {
+    pub fn readiness(&self, name: Option<&str>) -> Result<Result<(), String>, UnknownAccount> {
         if let Some(name) = name {
             return Ok(self.pick(Some(name))?.hub.status.readiness());
         }

@@ -310,7 +310,11 @@ impl Hub {
         }
         if replayed && !self.marks.is_empty() {
             // A replay carries no PnL (derived, never sequenced): the current values follow it.
-            initial.push(frame::hub_frame(&self.settings.epoch, "pnl", self.current_pnl()));
+            initial.push(frame::hub_frame(
+                &self.settings.epoch,
+                "pnl",
+                self.current_pnl(),
+            ));
         }
         if self.upstream_state == UpstreamState::AuthFailed {
             // Whoever arrives now learns it at once, not only those present when it happened.

@@ -178,9 +178,9 @@ pub fn compute(state: &AccountState, marks: &Marks) -> Value {
             "unrealized_pnl": pnl.as_ref().map(rounded),
         }));
     }
-    let wallet = state
-        .balance_row(MARGIN_CURRENCY)
-        .and_then(|b| Some(decimal(b, "balance")? + decimal(b, "locked_balance").unwrap_or_default()));
+    let wallet = state.balance_row(MARGIN_CURRENCY).and_then(|b| {
+        Some(decimal(b, "balance")? + decimal(b, "locked_balance").unwrap_or_default())
+    });
     let equity = match (&wallet, &total) {
         (Some(w), Some(t)) => Some(rounded(&(w + t))),
         _ => None,

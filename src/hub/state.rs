@@ -268,7 +268,13 @@ impl AccountState {
     /// Every held position row, ordered by pair (what the PnL is computed from).
     pub fn position_rows(&self) -> Vec<&Map<String, Value>> {
         let mut positions: Vec<&Entry> = self.positions.values().collect();
-        let id = |e: &Entry| e.data.get("id").and_then(Value::as_str).unwrap_or("").to_string();
+        let id = |e: &Entry| {
+            e.data
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         positions.sort_by(|a, b| pair_of(a).cmp(pair_of(b)).then(id(a).cmp(&id(b))));
         positions.into_iter().map(|e| &e.data).collect()
     }

@@ -25,7 +25,7 @@ pub async fn run(shared: Arc<Shared>, io: SocketIo) {
     let mut version = 0u64;
     loop {
         ticker.tick().await;
-        let full = version % FULL_EVERY == 0;
+        let full = version.is_multiple_of(FULL_EVERY);
         let moved: Vec<(usize, Value)> = {
             let ex = shared.exchange.lock().unwrap_or_else(|e| e.into_inner());
             let mut moved = Vec::new();

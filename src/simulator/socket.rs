@@ -53,14 +53,17 @@ pub fn install(io: &SocketIo, shared: Arc<Shared>) {
             };
             s.on("join", on_join);
             // CoinDCX answers `leave` with an undocumented `Left Channel` (PROTOCOL.md §3).
-            s.on("leave", |s: SocketRef, TryData(arg): TryData<Value>| async move {
-                let prices = arg
-                    .ok()
-                    .is_some_and(|a| a.get("channelName").and_then(Value::as_str) == Some(PRICES_ROOM));
-                let room = if prices { PRICES_ROOM } else { ROOM };
-                s.leave(room);
-                let _ = s.emit("Left Channel", &serde_json::json!({ "channelName": room }));
-            });
+            s.on(
+                "leave",
+                |s: SocketRef, TryData(arg): TryData<Value>| async move {
+                    let prices = arg.ok().is_some_and(|a| {
+                        a.get("channelName").and_then(Value::as_str) == Some(PRICES_ROOM)
+                    });
+                    let room = if prices { PRICES_ROOM } else { ROOM };
+                    s.leave(room);
+                    let _ = s.emit("Left Channel", &serde_json::json!({ "channelName": room }));
+                },
+            );
         }
         async move {
             if open {

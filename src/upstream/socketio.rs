@@ -190,7 +190,9 @@ async fn run(url: String, join: Value, sink: ConnSink, mut stop: oneshot::Receiv
             match event {
                 // `notify_one` keeps a permit, so an answer that beats the waiter is not lost.
                 Event::Custom(name) if name == LEFT_CHANNEL => {
-                    if is_private_left(&first_arg(payload)) {
+                    // The price channel's answer may come first; only the private one counts.
+                    let private = is_private_left(&first_arg(payload));
+                    if private {
                         left.notify_one()
                     }
                 }
@@ -245,7 +247,9 @@ async fn leave(client: &Client, left: &Notify) {
     // The price channel first (its answer is not waited for), then the private one.
     let sent = tokio::time::timeout(LEAVE_SEND, async {
         client.emit("leave", prices_channel()).await?;
-        client.emit("leave", json!({"channelName": "coindcx"})).await
+        client
+            .emit("leave", json!({"channelName": "coindcx"}))
+            .await
     })
     .await;
     if !matches!(sent, Ok(Ok(()))) {
