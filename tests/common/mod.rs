@@ -121,15 +121,7 @@ pub fn clean_env<'a>(
 
 /// The hub binary on `addr`, upstream `fake` with the test credentials, logging at `log`.
 pub fn hub_command(fake: &FakeCoinDcx, addr: SocketAddr, log: &str) -> std::process::Command {
-    let mut cmd = std::process::Command::new(HUB_BIN);
-    clean_env(&mut cmd, &std::env::temp_dir())
-        .env("RUST_LOG", log)
-        .env("HUB_BIND", addr.to_string())
-        .env("COINDCX_API_KEY", API_KEY)
-        .env("COINDCX_API_SECRET", API_SECRET)
-        .env("COINDCX_WS_URL", fake.url())
-        .env("COINDCX_API_URL", fake.url());
-    cmd
+    hub_command_for(&fake.url(), &fake.url(), addr, log)
 }
 
 /// A child process killed (and reaped) when the test ends, even on a failed assertion.
@@ -486,16 +478,7 @@ async fn on_leave(socket: SocketRef, shared: Arc<Shared>) {
 
 /// Hub configuration pointing at `fake`, plus `extra` overrides.
 pub fn hub_config(fake: &FakeCoinDcx, extra: &[(&str, &str)]) -> coindcx_hub::config::Config {
-    let mut map: HashMap<String, String> = HashMap::new();
-    map.insert("HUB_BIND".into(), "127.0.0.1:0".into());
-    map.insert("COINDCX_API_KEY".into(), API_KEY.into());
-    map.insert("COINDCX_API_SECRET".into(), API_SECRET.into());
-    map.insert("COINDCX_WS_URL".into(), fake.url());
-    map.insert("COINDCX_API_URL".into(), fake.url());
-    for (k, v) in extra {
-        map.insert(k.to_string(), v.to_string());
-    }
-    coindcx_hub::config::Config::from_lookup(|k| map.get(k).cloned()).expect("valid test config")
+    hub_config_for(&fake.url(), &fake.url(), extra)
 }
 
 /// Starts an in-process hub against `fake`.
@@ -803,17 +786,7 @@ impl NodeFake {
 
     /// Hub configuration against this server (REST on the control port), plus `extra`.
     pub fn hub_config(&self, extra: &[(&str, &str)]) -> coindcx_hub::config::Config {
-        let mut map: HashMap<String, String> = HashMap::new();
-        map.insert("HUB_BIND".into(), "127.0.0.1:0".into());
-        map.insert("COINDCX_API_KEY".into(), API_KEY.into());
-        map.insert("COINDCX_API_SECRET".into(), API_SECRET.into());
-        map.insert("COINDCX_WS_URL".into(), self.url());
-        map.insert("COINDCX_API_URL".into(), self.ctl_url());
-        for (k, v) in extra {
-            map.insert(k.to_string(), v.to_string());
-        }
-        coindcx_hub::config::Config::from_lookup(|k| map.get(k).cloned())
-            .expect("valid test config")
+        hub_config_for(&self.url(), &self.ctl_url(), extra)
     }
 
     /// Starts an in-process hub against this server.
