@@ -1,8 +1,8 @@
 //! # coindcx-hub
 //!
-//! Bridges a CoinDCX futures account's private Socket.IO stream to any number of browser
-//! WebSockets, with exact decimals, a snapshot on connect and gap-free resume. The exchange
-//! connection exists only while someone watches.
+//! Bridges CoinDCX futures accounts' private Socket.IO streams to any number of browser
+//! WebSockets, with exact decimals, a snapshot on connect, gap-free resume and live PnL. Each
+//! account's exchange connection exists only while someone watches it.
 //!
 //! ## How a record flows (one way, one module per step)
 //!
@@ -14,7 +14,7 @@
 //! | signing | [`signing`] | HMAC-SHA256 for `join` and REST bodies |
 //! | REST | [`rest`] | signed futures REST client (reconcile, example script) |
 //! | typed events | [`normalize`], [`record`], [`decimal`] | `data` text → one [`record::Record`] per array element; decimals as [`decimal::ExactDecimal`] |
-//! | fan-out | [`hub`] | the hub task: seq, state, history, per-client bounded queues, eviction |
+//! | fan-out | [`hub`] | the hub task: seq, state, history, per-client bounded queues, eviction; [`hub::pnl`]: live marks and unrealized PnL (`pnl` frames) |
 //! | browser socket | [`session`] | one actix-ws connection: frames out, pings, limits |
 //! | routes | [`http`] | `/`, `/ws`, `/ws/coindcx`, `/ws/status`, `/healthz`, `/readyz`, `/metrics` |
 //! | who may ask | [`hosts`] | the `Host` and `Origin` values served (DNS-rebinding defence) |

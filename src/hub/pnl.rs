@@ -236,3 +236,87 @@ impl Throttle {
         self.dirty = false;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(prices: Value) -> Value {
+        json!({"event": "currentPrices@futures#update", "data": json!({"vs": 1, "prices": prices}).to_string()})
+    }
+
+    #[test]
+    fn partial_updates_merge_and_never_drop_a_held_mark() {
+        let mut marks = Marks::default();
+        let first = marks
+            .merge(&update(
+                json!({"B-ETH_USDT": {"mp": 2102.96, "ls": 2103.1, "v": 7}}),
+            ))
+            .unwrap();
+        assert_eq!(first.marks_changed, 1);
+        // No `mp`: the mark stays, the other fields are replaced one by one.
+        let second = marks
+            .merge(&update(json!({"B-ETH_USDT": {"ls": 2104}})))
+            .unwrap();
+        assert_eq!(second, Merged::default());
+        assert_eq!(marks.mark("B-ETH_USDT").unwrap().as_str(), "2102.96");
+        let fields = marks.fields("B-ETH_USDT").unwrap();
+        assert_eq!(fields["ls"].to_string(), "2104");
+        assert_eq!(
+            fields["v"].to_string(),
+            "7",
+            "a field the update lacks is kept"
+        );
+        // A bad mark is refused and counted; the held one stays.
+        let third = marks
+            .merge(&update(json!({"B-ETH_USDT": {"mp": "x"}, "B-BTC_USDT": 5})))
+            .unwrap();
+        assert_eq!((third.bad_marks, third.skipped_pairs), (1, 1));
+        assert_eq!(marks.mark("B-ETH_USDT").unwrap().as_str(), "2102.96");
+        assert_eq!(marks.len(), 1);
+        // The same value in another notation is no change.
+        let same = marks
+            .merge(&update(json!({"B-ETH_USDT": {"mp": "2102.960"}})))
+            .unwrap();
+        assert_eq!(same.marks_changed, 0);
+        assert_eq!(
+            marks.merge(&json!({"data": "{}"})),
+            Err(PriceError::NoPrices)
+        );
+        assert_eq!(
+            marks.merge(&json!({"data": "not json"})),
+            Err(PriceError::NoData)
+        );
+    }
+
+    #[test]
+    fn rounding_is_half_even_at_eight_places() {
+        let r = |s: &str| rounded(&BigDecimal::from_str(s).unwrap());
+        assert_eq!(r("0.000000025"), "0.00000002");
+        assert_eq!(r("0.000000035"), "0.00000004");
+        assert_eq!(r("-0.000000025"), "-0.00000002");
+        assert_eq!(r("-0.000000004"), "0.00000000", "no negative zero");
+        assert_eq!(r("1.05445"), "1.05445000");
+        assert_eq!(r("12"), "12.00000000");
+    }
+
+    #[test]
+    fn throttle_sends_only_changes_and_not_before_a_second() {
+        let mut t = Throttle::default();
+        assert_eq!(t.due(), None, "nothing changed");
+        t.touch();
+        let now = Instant::now();
+        assert!(t.due().unwrap() <= Instant::now());
+        assert_eq!(t.offer(json!(1), now), Some(json!(1)));
+        t.touch();
+        assert_eq!(t.due(), Some(now + MIN_INTERVAL));
+        assert_eq!(
+            t.offer(json!(1), now + MIN_INTERVAL),
+            None,
+            "same value: nothing"
+        );
+        assert_eq!(t.due(), None);
+        t.touch();
+        assert_eq!(t.offer(json!(2), now + MIN_INTERVAL), Some(json!(2)));
+    }
+}
