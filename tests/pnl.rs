@@ -270,3 +270,50 @@ async fn price_channel_left_with_the_last_client() {
         hub.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_gets_the_replay_then_the_current_pnl() {
+    let fake = FakeCoinDcx::start().await;
+    let hub = start_hub(&fake, &[]).await;
+    let (mut c, snapshot) = Client::connect_greeted(hub.addr).await;
+    let epoch = snapshot["epoch"].as_str().unwrap().to_string();
+    assert!(
+        wait_until(|| fake.priced_now() == 1, T).await,
+        "price channel joined"
+    );
+    fake.emit(
+        "df-position-update",
+        &event_arg(
+            "df-position-update",
+            &records(&format!("[{}]", position("p", "B-ETH_USDT", "-2", "2000"))),
+        ),
+    )
+    .await;
+    assert_eq!(c.next_of_type("position", T).await["seq"], 1);
+    fake.emit_prices(&json!({"prices": {"B-ETH_USDT": {"mp": "1999.5"}}}))
+        .await;
+    // Short: (1999.5 − 2000) × −2 = 1.
+    pnl_where(&mut c, "the short's PnL", |d| {
+        d["unrealized_pnl"] == "1.00000000"
+    })
+    .await;
+    // A second client stays, so the upstream (and the marks) stay while the first resumes.
+    let (keep, _) = Client::connect_greeted(hub.addr).await;
+    c.close().await;
+    let mut r = Client::connect(hub.addr, &format!("?since=0&epoch={epoch}")).await;
+    let types: Vec<String> = {
+        let mut t = Vec::new();
+        for _ in 0..3 {
+            t.push(r.next_json(T).await["type"].as_str().unwrap().to_string());
+        }
+        t
+    };
+    assert_eq!(
+        types,
+        ["system", "position", "pnl"],
+        "replay, then the derived values"
+    );
+    keep.close().await;
+    r.close().await;
+    hub.shutdown().await;
+}
