@@ -317,3 +317,41 @@ async fn a_resume_gets_the_replay_then_the_current_pnl() {
     r.close().await;
     hub.shutdown().await;
 }
+
+/// The same against real socket.io servers (node): 2.4.1 (Engine.IO 3, what CoinDCX runs,
+/// served by our own client) and 4.8.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn price_channel_joined_and_left_on_socketio_2_and_4() {
+    for sio in [Sio::V2, Sio::V4] {
+        let fake = NodeFake::start(sio).await;
+        let hub = fake.start_hub(&[]).await;
+        let (c, _) = Client::connect_greeted(hub.addr).await;
+        assert_eq!(
+            fake.wait_stat("price_joins", |n| n == 1, T).await,
+            1,
+            "{sio:?}: price join"
+        );
+        assert_eq!(
+            fake.wait_stat("joins_ok", |n| n == 1, T).await,
+            1,
+            "{sio:?}: private join"
+        );
+        c.close().await;
+        assert_eq!(
+            fake.wait_stat("price_leaves", |n| n == 1, T).await,
+            1,
+            "{sio:?}: price leave"
+        );
+        assert_eq!(
+            fake.wait_stat("leaves", |n| n == 1, T).await,
+            1,
+            "{sio:?}: private leave"
+        );
+        assert_eq!(
+            fake.stat("joins_failed").await,
+            0,
+            "{sio:?}: the public join is no failed join"
+        );
+        hub.shutdown().await;
+    }
+}
