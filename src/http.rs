@@ -254,17 +254,17 @@ async fn upgrade(
     let per_user = state.per_user.clone();
     let per_ip = state.per_ip.clone();
     let status = hub.status.clone();
-    let release = move || {
+    let release = crate::session::Release::new(move || {
         status.active.fetch_sub(1, Ordering::SeqCst);
         release_ip(&per_ip, ip, per_ip_cap);
         if let Some(user) = user {
             release_count(&per_user, &user);
         }
-    };
+    });
     let (response, session, stream) = match actix_ws::handle(&req, body) {
         Ok(parts) => parts,
         Err(e) => {
-            release();
+            drop(release);
             return Err(e);
         }
     };

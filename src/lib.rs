@@ -158,12 +158,17 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             sources
         }
     };
+    let mut tasks = Vec::new();
     let accounts = Registry::new(
         sources
             .into_iter()
-            .map(|source| accounts::registry::Account {
-                hub: spawn_account(&config, &source),
-                name: source.name,
+            .map(|source| {
+                let (hub, task) = prepare_account(&config, &source);
+                tasks.push(task);
+                accounts::registry::Account {
+                    hub,
+                    name: source.name,
+                }
             })
             .collect(),
     );
@@ -172,25 +177,33 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         Arc::new(config.clone()),
         addr,
     ));
-    let server =
-        HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
-            .on_connect(|conn, _| {
-                // Nagle's algorithm adds tens of ms to small frames.
-                if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                    let _ = tcp.set_nodelay(true);
-                }
-            })
-            // A connection that never completes its request head is dropped after this.
-            .client_request_timeout(std::time::Duration::from_secs(5))
-            .disable_signals()
-            .shutdown_timeout(3)
-            .workers(
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2)
-                    .min(4),
-            )
-            .listen(listener)?;
+    // The hub tasks (one per account) run on the first actix worker that starts, beside the
+    // sessions: with one worker (the default, what measured best on 2 cores) every hub →
+    // session wake-up stays on one thread. The factory also runs once on this thread while
+    // binding: not a worker.
+    let hub_tasks = Arc::new(std::sync::Mutex::new(Some(tasks)));
+    let starter = std::thread::current().id();
+    let server = HttpServer::new(move || {
+        if std::thread::current().id() != starter {
+            let tasks = hub_tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
+            for task in tasks.into_iter().flatten() {
+                actix_web::rt::spawn(task.run());
+            }
+        }
+        App::new().app_data(state.clone()).configure(http::routes)
+    })
+    .on_connect(|conn, _| {
+        // Nagle's algorithm adds tens of ms to small frames.
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
+    // A connection that never completes its request head is dropped after this.
+    .client_request_timeout(std::time::Duration::from_secs(5))
+    .disable_signals()
+    .shutdown_timeout(3)
+    .workers(config.workers)
+    .listen(listener)?;
     let server = server.run();
     let handle = server.handle();
     let server_task = tokio::spawn(server);
@@ -207,8 +220,8 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     })
 }
 
-/// One account's hub task and upstream supervisor, with their own metrics registry.
-fn spawn_account(config: &Config, source: &Source) -> HubHandle {
+/// One account's hub (not yet running) and upstream supervisor, with their own metrics registry.
+fn prepare_account(config: &Config, source: &Source) -> (HubHandle, hub::HubTask) {
     let metrics = Arc::new(Metrics::new());
     let (records_tx, records) = upstream::record_queue(UPSTREAM_QUEUE, config.upstream_queue_bytes);
     let held_open = upstream::account::HeldOpen::default();
@@ -235,7 +248,7 @@ fn spawn_account(config: &Config, source: &Source) -> HubHandle {
             metrics: metrics.clone(),
         },
     );
-    hub::spawn(
+    hub::prepare(
         HubSettings {
             epoch: uuid::Uuid::new_v4().to_string(),
             upstream_kind: config.upstream.as_str(),
