@@ -69,7 +69,7 @@ fn publish(c: &mut Criterion) {
             .enable_all()
             .build()
             .unwrap();
-        let (records_tx, mut joined, metrics) = rt.block_on(async {
+        let (records_tx, mut joined, metrics, _handle) = rt.block_on(async {
             let metrics = Arc::new(Metrics::new());
             let (records_tx, records) = coindcx_hub::upstream::record_queue(65_536, 1 << 30);
             let (reports_tx, reports) = mpsc::channel(64);
@@ -106,7 +106,8 @@ fn publish(c: &mut Criterion) {
             for _ in 0..clients {
                 joined.push(handle.join(None).await.expect("hub accepts"));
             }
-            (records_tx, joined, metrics)
+            // The handle stays alive: the hub stops when its last handle is dropped.
+            (records_tx, joined, metrics, handle)
         });
         let mut n = 0u64;
         group.bench_with_input(
