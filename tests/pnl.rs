@@ -177,8 +177,10 @@ async fn at_most_one_pnl_frame_per_second_under_100_updates_per_second() {
     let hub = start_hub(&fake, &[]).await;
     let (mut c, _) = Client::connect_greeted(hub.addr).await;
     assert!(
-        wait_until(|| fake.priced_now() == 1, T).await,
-        "price channel joined"
+        // Both joins: socketioxide handles each message in a task of its own, so the price
+        // join can be counted before the private join put the socket in the account's room.
+        wait_until(|| fake.joined_now() == 1 && fake.priced_now() == 1, T).await,
+        "private and price channels joined"
     );
     fake.emit(
         "df-position-update",
@@ -278,8 +280,10 @@ async fn a_resume_gets_the_replay_then_the_current_pnl() {
     let (mut c, snapshot) = Client::connect_greeted(hub.addr).await;
     let epoch = snapshot["epoch"].as_str().unwrap().to_string();
     assert!(
-        wait_until(|| fake.priced_now() == 1, T).await,
-        "price channel joined"
+        // Both joins: socketioxide handles each message in a task of its own, so the price
+        // join can be counted before the private join put the socket in the account's room.
+        wait_until(|| fake.joined_now() == 1 && fake.priced_now() == 1, T).await,
+        "private and price channels joined"
     );
     fake.emit(
         "df-position-update",
