@@ -32,6 +32,11 @@ pub enum DecimalError {
 impl ExactDecimal {
     /// Parses decimal text (`"2102.94"`, `"-0.5"`, `"7.009e-9"`).
     pub fn parse(text: &str) -> Result<Self, DecimalError> {
+        // Nearly every exchange value is plain digits: those need no big-number parse, and
+        // the bigdecimal parse was most of the normalizer's time (issue 11).
+        if is_plain_decimal(text) {
+            return Ok(Self(text.to_string()));
+        }
         let bad = || DecimalError::NotDecimal(truncate(text));
         let t = text.trim();
         if t.is_empty() || t.len() > 400 || t != text {
@@ -78,6 +83,22 @@ impl ExactDecimal {
     pub fn same_value(&self, other: &Self) -> bool {
         self.0 == other.0 || self.to_big() == other.to_big()
     }
+}
+
+/// `-?digits(.digits)?` within the length cap: a subset of what the full path accepts and
+/// keeps verbatim, so taking this shortcut never changes a result.
+fn is_plain_decimal(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    if digits.is_empty() || b.len() > 400 {
+        return false;
+    }
+    let (int, frac) = match digits.iter().position(|&c| c == b'.') {
+        Some(dot) => (&digits[..dot], Some(&digits[dot + 1..])),
+        None => (digits, None),
+    };
+    let all_digits = |part: &[u8]| !part.is_empty() && part.iter().all(u8::is_ascii_digit);
+    all_digits(int) && frac.is_none_or(all_digits)
 }
 
 /// Plain digits. A negative scale is brought to 0 first: bigdecimal writes zero at negative
@@ -178,6 +199,30 @@ mod tests {
         }
         assert!(ExactDecimal::from_json(&Value::Bool(true)).is_err());
         assert!(ExactDecimal::from_json(&Value::Null).is_err());
+    }
+
+    #[test]
+    fn plain_shortcut_agrees_with_the_full_parse() {
+        for text in [
+            "0", "-0.045", "84250.5", "007", "1.", ".5", "-", "1.2.3", "1e3", "+1",
+        ] {
+            if is_plain_decimal(text) {
+                assert!(BigDecimal::from_str(text).is_ok(), "{text:?}");
+                assert!(exponent_of(text).is_none(), "{text:?}");
+            }
+        }
+        assert!(is_plain_decimal("-0.045") && is_plain_decimal("84250.5"));
+        assert!(!is_plain_decimal("1.") && !is_plain_decimal(".5") && !is_plain_decimal("-"));
+        assert!(!is_plain_decimal("1e3") && !is_plain_decimal("+1") && !is_plain_decimal("1.2.3"));
+        assert!(!is_plain_decimal(&"9".repeat(401)));
+        assert_eq!(
+            ExactDecimal::parse(&"9".repeat(400))
+                .unwrap()
+                .as_str()
+                .len(),
+            400
+        );
+        assert!(ExactDecimal::parse(&"9".repeat(401)).is_err());
     }
 
     #[test]
