@@ -23,6 +23,7 @@
 //! To add a decimal field to orders, positions or balances: its kind's table in [`record`].
 
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod decimal;
 pub mod hosts;
