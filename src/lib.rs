@@ -143,7 +143,34 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             metrics: metrics.clone(),
         },
     );
-    let hub = hub::spawn(
+    // Cluster mode: the node stands between the hub and the supervisor (only the lease
+    // holder's upstream runs) and the account's Redis stream numbers and carries the events.
+    let (supervisor, cluster) = match config.settings.redis_url.clone() {
+        None => (supervisor, None),
+        Some(url) => {
+            let instance = config
+                .settings
+                .instance_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let gauge = metrics.clients.clone();
+            let (link, supervisor) = cluster::node::start(
+                cluster::node::ClusterSettings {
+                    url,
+                    prefix: config.settings.redis_prefix.clone(),
+                    instance,
+                    account: "default".into(),
+                    history: config.history,
+                },
+                supervisor,
+                Arc::new(move || gauge.get().max(0) as usize),
+            )
+            .await
+            .map_err(|e| std::io::Error::other(format!("HUB_REDIS_URL: {e}")))?;
+            (supervisor, Some(link))
+        }
+    };
+    let hub = hub::spawn_with(
         HubSettings {
             epoch: uuid::Uuid::new_v4().to_string(),
             upstream_kind: config.upstream.as_str(),
@@ -160,6 +187,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             supervisor,
             held_open,
         },
+        cluster,
     );
     let state = web::Data::new(http::AppState::new(
         hub.clone(),

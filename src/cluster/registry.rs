@@ -1,7 +1,7 @@
 //! The instance registry: who is up (last seen within the expiry) and how many clients each
 //! has per account. One script beats and lists, so a dead instance drops out by itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -37,12 +37,16 @@ pub struct Instance {
     pub clients: BTreeMap<String, usize>,
     /// Last heartbeat (ms since the Unix epoch).
     pub last_seen: i64,
+    /// Accounts whose upstream it wants (it has clients, or lingers).
+    pub wants: BTreeSet<String>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
 struct Info {
     #[serde(default)]
     clients: BTreeMap<String, usize>,
+    #[serde(default)]
+    wants: BTreeSet<String>,
 }
 
 #[derive(Clone)]
@@ -66,9 +70,11 @@ impl Registry {
         &self,
         con: &mut ConnectionManager,
         clients: &BTreeMap<String, usize>,
+        wants: &BTreeSet<String>,
     ) -> Result<Vec<Instance>, ClusterError> {
         let info = serde_json::to_string(&Info {
             clients: clients.clone(),
+            wants: wants.clone(),
         })
         .map_err(|e| ClusterError::BadEntry(e.to_string()))?;
         let flat: Vec<String> = Script::new(BEAT)
@@ -87,6 +93,7 @@ impl Registry {
             out.push(Instance {
                 id: id.clone(),
                 clients: info.clients,
+                wants: info.wants,
                 last_seen: seen.parse::<f64>().map(|s| s as i64).unwrap_or(0),
             });
         }

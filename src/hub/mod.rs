@@ -8,6 +8,7 @@
 //! - Because one task assigns seqs and serves joins, a new client's snapshot at seq N is always
 //!   followed by exactly the events from N+1: no gap, no duplicate.
 
+mod clustered;
 mod finished;
 pub mod frame;
 pub mod history;
@@ -162,11 +163,32 @@ pub struct Hub {
     was_lost: bool,
     unknown_events: std::collections::HashSet<String>,
     shutting_down: bool,
+    /// Cluster mode: records go to the stream and come back from it sequenced (see `clustered`).
+    cluster: Option<clustered::Side>,
 }
 
 /// Spawns the hub task; returns its handle.
 pub fn spawn(settings: HubSettings, metrics: Arc<Metrics>, upstream: UpstreamInputs) -> HubHandle {
-    let status = Arc::new(Status::new(settings.epoch.clone(), settings.upstream_kind));
+    spawn_with(settings, metrics, upstream, None)
+}
+
+/// [`spawn`], in cluster mode when `cluster` is given: `seq`, `epoch`, state and history come
+/// from the account's Redis stream, and the records this hub judges news are offered to it.
+pub fn spawn_with(
+    mut settings: HubSettings,
+    metrics: Arc<Metrics>,
+    upstream: UpstreamInputs,
+    cluster: Option<crate::cluster::node::ClusterLink>,
+) -> HubHandle {
+    let initial = cluster.as_ref().and_then(|c| c.initial.as_ref());
+    if let Some((loaded, _)) = initial {
+        settings.epoch = loaded.epoch.clone();
+    }
+    let mut status = Status::new(settings.epoch.clone(), settings.upstream_kind);
+    if let Some(c) = &cluster {
+        status = status.with_cluster(c.view.clone());
+    }
+    let status = Arc::new(status);
     let (tx, commands) = mpsc::channel(1024);
     let hub = Hub {
         history: History::new(settings.history, settings.history_bytes),
@@ -189,8 +211,13 @@ pub fn spawn(settings: HubSettings, metrics: Arc<Metrics>, upstream: UpstreamInp
         was_lost: false,
         unknown_events: Default::default(),
         shutting_down: false,
+        cluster: None,
     };
     metrics.set_upstream_state("idle");
+    let mut hub = hub;
+    if let Some(link) = cluster {
+        hub.attach(link);
+    }
     tokio::spawn(hub.run());
     HubHandle {
         tx,
@@ -220,6 +247,7 @@ impl Hub {
                     self.check_gap();
                 }
                 Some(report) = self.upstream.reports.recv() => self.on_report(report),
+                Some(incoming) = clustered::next(&mut self.cluster) => self.on_incoming(incoming),
                 _ = sleep_until_opt(linger) => {
                     self.linger_until = None;
                     if self.clients.is_empty() {
@@ -397,10 +425,28 @@ impl Hub {
     /// Sequences, stores, records in history and fans out a record already judged news.
     /// `missing`: a held-open order the reconcile could not account for (see `reports`).
     fn deliver(&mut self, rec: Record, at: DateTime<Utc>, reconciled: bool, missing: bool) {
+        if let Some(side) = &self.cluster {
+            // The stream numbers it; it comes back through `on_incoming` on every instance.
+            side.offer(rec, at, reconciled, missing);
+            return;
+        }
         self.seq += 1;
+        self.commit(uuid::Uuid::new_v4(), rec, at, reconciled, missing);
+    }
+
+    /// Stores, records in history and fans out a record numbered `self.seq`.
+    fn commit(
+        &mut self,
+        id: uuid::Uuid,
+        rec: Record,
+        at: DateTime<Utc>,
+        reconciled: bool,
+        missing: bool,
+    ) {
         let kind = rec.kind;
         let updated_at = rec.updated_at;
-        let bytes = frame::record_frame(
+        let bytes = frame::record_frame_with_id(
+            id,
             &self.settings.epoch,
             self.seq,
             kind.frame_type(),

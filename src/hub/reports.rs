@@ -140,7 +140,7 @@ impl Hub {
         for rec in missing {
             self.deliver(rec, now, true, true);
         }
-        let changes = self.seq - before;
+        let changes = self.seq.saturating_sub(before);
         self.metrics.reconcile_changes.inc_by(changes);
         log::info!(target: "hub", "reconcile: {changes} record(s) differed from the stream");
     }
