@@ -135,7 +135,12 @@ pub async fn start(
     ));
     tokio::spawn(read(stream, read_con, after, to_hub.clone()));
     let node = Node {
-        lease: Lease::new(keys.clone(), &settings.account, &settings.instance, LEASE_TTL),
+        lease: Lease::new(
+            keys.clone(),
+            &settings.account,
+            &settings.instance,
+            LEASE_TTL,
+        ),
         registry: Registry::new(keys.clone(), &settings.instance, INSTANCE_EXPIRY),
         keys,
         settings,
@@ -151,6 +156,7 @@ pub async fn start(
         wants: false,
         redis_ok: None,
         last_renewed: Instant::now(),
+        leading_since: None,
     };
     tokio::spawn(node.run());
     Ok((
@@ -195,6 +201,8 @@ struct Node {
     wants: bool,
     redis_ok: Option<bool>,
     last_renewed: Instant,
+    /// When this instance took the lease it holds (ms since the Unix epoch).
+    leading_since: Option<i64>,
 }
 
 impl Node {
@@ -231,7 +239,10 @@ impl Node {
     }
 
     fn leading(&self) -> bool {
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     fn set_held(&self, held: Option<Held>) {
@@ -313,6 +324,7 @@ impl Node {
                     self.last_renewed = Instant::now();
                     self.append_failed.store(false, Ordering::SeqCst);
                     self.set_held(Some(held));
+                    self.leading_since = Some(super::now_ms());
                     // The supervisor joins and reconciles over REST after every join.
                     self.upstream.send(UpCommand::Start);
                 }
@@ -320,10 +332,11 @@ impl Node {
             _ => {}
         }
         if let Some(live) = live {
-            let leader = match timeout(COMMAND_TIMEOUT, holder(&mut self.con, &self.keys, &account)).await {
-                Ok(Ok(h)) => h.map(|(_, instance)| instance),
-                _ => None,
-            };
+            let leader =
+                match timeout(COMMAND_TIMEOUT, holder(&mut self.con, &self.keys, &account)).await {
+                    Ok(Ok(h)) => h.map(|(_, instance)| instance),
+                    _ => None,
+                };
             let instances: Vec<Value> = live
                 .iter()
                 .map(|i| json!({"id": i.id, "clients": i.clients, "last_seen": i.last_seen}))
@@ -332,10 +345,12 @@ impl Node {
             if let Some(leader) = leader {
                 leaders.insert(account, Value::String(leader));
             }
+            let since = self.leading_since.filter(|_| self.leading());
             *self.view.doc.lock().unwrap_or_else(|e| e.into_inner()) = json!({
                 "instance": self.settings.instance,
                 "instances": instances,
                 "leaders": leaders,
+                "leading_since": since,
             });
         }
     }
@@ -413,7 +428,10 @@ async fn read(
     to_hub: mpsc::Sender<Incoming>,
 ) {
     loop {
-        match stream.read(&mut con, &after, READ_BLOCK_MS, READ_COUNT).await {
+        match stream
+            .read(&mut con, &after, READ_BLOCK_MS, READ_COUNT)
+            .await
+        {
             Ok(entries) => {
                 let Some(last) = entries.last() else { continue };
                 after = last.id.clone();

@@ -1,7 +1,8 @@
 //! The per-account event stream: cluster-wide gap-free `seq`, the stream's `epoch`, and the
 //! latest-record-per-key state hash, all written by one script under the leader's fence.
 //!
-//! An entry's fields are `seq`, `epoch` and `ev` (the [`Payload`] as JSON). Redis has no
+//! An entry's fields are `seq`, `epoch`, `by` (the lease value `<token>|<instance>` it was
+//! published under) and `ev` (the [`Payload`] as JSON). Redis has no
 //! persistence here: when it loses its data, seq and epoch go together, the next append
 //! starts a new epoch at seq 1, and clients holding the old epoch get a `resync`.
 
@@ -28,7 +29,7 @@ local first = 0
 for i = 4, #ARGV, 2 do
   local seq = redis.call('INCR', KEYS[2])
   if first == 0 then first = seq end
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'seq', seq, 'epoch', epoch, 'ev', ARGV[i + 1])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'seq', seq, 'epoch', epoch, 'by', ARGV[1], 'ev', ARGV[i + 1])
   redis.call('HSET', KEYS[5], ARGV[i], seq .. '|' .. ARGV[i + 1])
 end
 return {first, epoch}
@@ -79,6 +80,8 @@ pub struct Entry {
     pub id: String,
     pub seq: u64,
     pub epoch: String,
+    /// The lease value (`<token>|<instance>`) it was published under.
+    pub by: String,
     pub payload: Payload,
 }
 
@@ -231,6 +234,7 @@ fn parse_entry(id: &StreamId) -> Result<Entry, ClusterError> {
     let epoch: String = id
         .get("epoch")
         .ok_or_else(|| ClusterError::BadEntry(format!("{}: no epoch", id.id)))?;
+    let by: String = id.get("by").unwrap_or_default();
     let ev: String = id
         .get("ev")
         .ok_or_else(|| ClusterError::BadEntry(format!("{}: no ev", id.id)))?;
@@ -240,6 +244,7 @@ fn parse_entry(id: &StreamId) -> Result<Entry, ClusterError> {
             .parse()
             .map_err(|_| ClusterError::BadEntry(format!("{}: seq {seq:?}", id.id)))?,
         epoch,
+        by,
         payload: parse_payload(&ev)?,
     })
 }

@@ -259,9 +259,14 @@ async fn registry_lists_live_instances_and_drops_silent_ones() {
     let b = Registry::new(p.0.clone(), "b", Duration::from_millis(300));
     let mut clients = BTreeMap::new();
     clients.insert("default".to_string(), 3);
-    a.beat(&mut con, &clients, &Default::default()).await.unwrap();
+    a.beat(&mut con, &clients, &Default::default())
+        .await
+        .unwrap();
     clients.insert("default".to_string(), 4);
-    let live = b.beat(&mut con, &clients, &Default::default()).await.unwrap();
+    let live = b
+        .beat(&mut con, &clients, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(
         live.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
         vec!["a", "b"]
@@ -271,7 +276,10 @@ async fn registry_lists_live_instances_and_drops_silent_ones() {
     // a stops beating: after the expiry b no longer sees it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let live = b.beat(&mut con, &clients, &Default::default()).await.unwrap();
+        let live = b
+            .beat(&mut con, &clients, &Default::default())
+            .await
+            .unwrap();
         if live.len() == 1 {
             assert_eq!(live[0].id, "b");
             assert_eq!(clients_of(&live, "default"), 4);

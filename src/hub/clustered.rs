@@ -144,7 +144,13 @@ impl Hub {
         }
         self.seq = e.seq;
         let at = e.payload.received_at();
-        self.commit(e.payload.id, rec, at, e.payload.reconciled, e.payload.missing);
+        self.commit(
+            e.payload.id,
+            rec,
+            at,
+            e.payload.reconciled,
+            e.payload.missing,
+        );
     }
 
     /// The stream moved on without this hub (new epoch, or entries it can no longer read):

@@ -40,7 +40,16 @@ pub fn record_frame<D: Serialize>(
     reconciled: bool,
     data: D,
 ) -> Frame {
-    record_frame_with_id(Uuid::new_v4(), epoch, seq, kind, event, received_at, reconciled, data)
+    record_frame_with_id(
+        Uuid::new_v4(),
+        epoch,
+        seq,
+        kind,
+        event,
+        received_at,
+        reconciled,
+        data,
+    )
 }
 
 /// [`record_frame`] with a given id: in cluster mode the leader picks it, so one event has one
