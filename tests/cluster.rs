@@ -125,6 +125,18 @@ impl HubProc {
         assert!(ok, "kill {sig} {}", self.pid());
     }
 
+    /// Polls this hub's view until some instance other than `not` leads; its id.
+    async fn wait_leader(&self, not: Option<&str>) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(l) = self.leader().await.filter(|l| Some(l.as_str()) != not) {
+                return l;
+            }
+            assert!(Instant::now() < deadline, "no leader other than {not:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn leader(&self) -> Option<String> {
         let s = status(self.addr).await;
         s["cluster"]["leaders"]["default"]
@@ -319,7 +331,7 @@ async fn rest_open_orders(fake: &NodeFake) -> HashMap<String, Value> {
         .unwrap();
     let all: Vec<Value> = serde_json::from_str(&text).expect("orders list");
     all.into_iter()
-        .filter(|o| is_open(o))
+        .filter(is_open)
         .map(|o| (o["id"].as_str().unwrap().to_string(), o))
         .collect()
 }
@@ -475,18 +487,7 @@ async fn three_hubs_one_connection_and_a_killed_leader_hands_over_without_a_gap(
         1,
         "one join"
     );
-    let leader = {
-        let mut leader = None;
-        wait_for!(
-            {
-                leader = hubs[0].leader().await;
-                leader.is_some()
-            },
-            WAIT,
-            "a leader"
-        );
-        leader.unwrap()
-    };
+    let leader = hubs[0].wait_leader(None).await;
     // Every instance sees the same three instances and the same leader.
     for hub in &hubs {
         let s = status(hub.addr).await;
@@ -519,17 +520,8 @@ async fn three_hubs_one_connection_and_a_killed_leader_hands_over_without_a_gap(
     let killed_ms = chrono::Utc::now().timestamp_millis();
     let _ = dead_hub.child.0.kill();
     let _ = dead_hub.child.0.wait();
-    let mut new_leader = None;
-    wait_for!(
-        {
-            new_leader = hubs[0].leader().await.filter(|l| *l != leader);
-            new_leader.is_some()
-        },
-        WAIT,
-        "a new leader"
-    );
     // Measured by the hubs' clock, not by when this (busy) test process got round to asking.
-    let new_leader = new_leader.unwrap();
+    let new_leader = hubs[0].wait_leader(Some(&leader)).await;
     let heir = hubs.iter().find(|h| h.name == new_leader).unwrap();
     let since = status(heir.addr).await["cluster"]["leading_since"]
         .as_i64()
