@@ -444,7 +444,7 @@ pub struct Effective {
 }
 
 /// The effective value of every setting in `matches`, secrets (`*_SECRET`, `*_TOKEN`,
-/// `*_KEY`) masked.
+/// `*_KEY`, `*_REDIS_URL`) masked.
 pub fn effective(matches: &ArgMatches) -> Vec<Effective> {
     use clap::parser::ValueSource;
     let cmd = Cli::command();
@@ -460,7 +460,8 @@ pub fn effective(matches: &ArgMatches) -> Vec<Effective> {
             .map(|vals| vals.map(|v| v.to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
         let value = raw.join(",");
-        let secret = ["_SECRET", "_TOKEN", "_KEY"]
+        // A Redis URL may carry a password (redis://:pw@host).
+        let secret = ["_SECRET", "_TOKEN", "_KEY", "_REDIS_URL"]
             .iter()
             .any(|suffix| var.ends_with(suffix));
         let shown = match (value.trim().is_empty(), secret) {
