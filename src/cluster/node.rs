@@ -51,7 +51,7 @@ pub struct ClusterSettings {
 /// What the hub reads and writes in cluster mode.
 pub struct ClusterLink {
     /// Records the hub judged news: `(state key, payload)`, published if this instance leads.
-    pub sink: mpsc::UnboundedSender<(String, Payload)>,
+    pub sink: mpsc::UnboundedSender<(String, bool, Payload)>,
     /// Stream entries and Redis reachability, in order.
     pub source: mpsc::Receiver<Incoming>,
     /// The stream as it was when this instance started (state, seq, epoch, history).
@@ -379,7 +379,7 @@ impl Node {
 async fn append(
     stream: Stream,
     mut con: ConnectionManager,
-    mut records: mpsc::UnboundedReceiver<(String, Payload)>,
+    mut records: mpsc::UnboundedReceiver<(String, bool, Payload)>,
     held: Arc<Mutex<Option<Held>>>,
     fenced: mpsc::UnboundedSender<()>,
     failed: Arc<AtomicBool>,

@@ -17,7 +17,8 @@ use uuid::Uuid;
 use super::{ClusterError, Keys};
 
 /// KEYS: lease, seq, stream, epoch, state. ARGV: lease value, maxlen, candidate epoch, then
-/// (state key, payload) pairs. Returns {first seq, epoch}.
+/// (state key, keep, payload) triples; keep = 0 drops the key from the state (a finished order:
+/// the stream still has it for recent-order snapshots). Returns {first seq, epoch}.
 const APPEND: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end
 local epoch = redis.call('GET', KEYS[4])
@@ -26,11 +27,15 @@ if not epoch then
   redis.call('SET', KEYS[4], epoch)
 end
 local first = 0
-for i = 4, #ARGV, 2 do
+for i = 4, #ARGV, 3 do
   local seq = redis.call('INCR', KEYS[2])
   if first == 0 then first = seq end
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'seq', seq, 'epoch', epoch, 'by', ARGV[1], 'ev', ARGV[i + 1])
-  redis.call('HSET', KEYS[5], ARGV[i], seq .. '|' .. ARGV[i + 1])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'seq', seq, 'epoch', epoch, 'by', ARGV[1], 'ev', ARGV[i + 2])
+  if ARGV[i + 1] == '1' then
+    redis.call('HSET', KEYS[5], ARGV[i], seq .. '|' .. ARGV[i + 2])
+  else
+    redis.call('HDEL', KEYS[5], ARGV[i])
+  end
 end
 return {first, epoch}
 "#;
@@ -92,7 +97,7 @@ pub struct Loaded {
     pub seq: u64,
     /// Read on from here: every later entry is newer than this state.
     pub last_id: String,
-    /// Latest record per key, in seq order.
+    /// Latest record per key still current (finished orders are only in the stream), in seq order.
     pub state: Vec<(u64, Payload)>,
 }
 
@@ -114,13 +119,13 @@ impl Stream {
         }
     }
 
-    /// Appends records under the fence `lease_value`: `(state key, payload)` each. Returns the
+    /// Appends records under the fence `lease_value`: `(state key, keep in state, payload)`. Returns the
     /// seq of the first and the stream's epoch; [`ClusterError::Fenced`] when the lease is not ours.
     pub async fn append(
         &self,
         con: &mut ConnectionManager,
         lease_value: &str,
-        records: &[(String, Payload)],
+        records: &[(String, bool, Payload)],
     ) -> Result<(u64, String), ClusterError> {
         let a = &self.account;
         let script = Script::new(APPEND);
@@ -133,10 +138,10 @@ impl Stream {
             .arg(lease_value)
             .arg(self.maxlen)
             .arg(Uuid::new_v4().to_string());
-        for (key, payload) in records {
+        for (key, keep, payload) in records {
             let json = serde_json::to_string(payload)
                 .map_err(|e| ClusterError::BadEntry(e.to_string()))?;
-            inv.arg(key).arg(json);
+            inv.arg(key).arg(if *keep { "1" } else { "0" }).arg(json);
         }
         match inv.invoke_async::<(u64, String)>(con).await {
             Ok(r) => Ok(r),

@@ -46,9 +46,10 @@ async fn setup() -> (Prefix, ConnectionManager) {
     (prefix, con)
 }
 
-fn payload(kind: &str, id: &str, n: u64) -> (String, Payload) {
+fn payload(kind: &str, id: &str, n: u64) -> (String, bool, Payload) {
     (
         format!("{kind}:{id}"),
+        true,
         Payload {
             id: Uuid::new_v4(),
             kind: kind.into(),
@@ -198,6 +199,29 @@ async fn load_gives_latest_state_per_key_and_the_point_to_read_on_from() {
         history.iter().map(|e| e.seq).collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
+}
+
+#[tokio::test]
+async fn a_record_not_kept_leaves_the_state_but_stays_in_the_stream() {
+    let (p, mut con) = setup().await;
+    let stream = Stream::new(p.0.clone(), "default", 1000);
+    let lease = Lease::new(p.0.clone(), "default", "a", Duration::from_secs(10));
+    let held = lease.acquire(&mut con).await.unwrap().unwrap();
+    let (key, _, finished) = payload("order", "o1", 2);
+    let batch = vec![
+        payload("order", "o1", 1),
+        (key, false, finished),
+        payload("order", "o2", 3),
+    ];
+    stream.append(&mut con, &held.value, &batch).await.unwrap();
+    let loaded = stream.load(&mut con).await.unwrap();
+    let state: Vec<u64> = loaded.state.iter().map(|(s, _)| *s).collect();
+    assert_eq!(state, vec![3], "o1 finished: only o2 is current");
+    let all = stream
+        .range(&mut con, "0-0", &loaded.last_id)
+        .await
+        .unwrap();
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use crate::cluster::stream::{Entry, Payload};
 use crate::record::{Kind, Record};
 
 pub(super) struct Side {
-    sink: mpsc::UnboundedSender<(String, Payload)>,
+    sink: mpsc::UnboundedSender<(String, bool, Payload)>,
     source: mpsc::Receiver<Incoming>,
 }
 
@@ -26,6 +26,8 @@ impl Side {
     /// Offers a record for the stream (published only while this instance leads).
     pub(super) fn offer(&self, rec: Record, at: DateTime<Utc>, reconciled: bool, missing: bool) {
         let key = format!("{}:{}", rec.kind.frame_type(), rec.key);
+        // A finished order leaves Redis's current state; the stream keeps it for recent orders.
+        let keep = !rec.status.is_some_and(|s| s.is_terminal());
         let payload = Payload {
             id: Uuid::new_v4(),
             kind: rec.kind.frame_type().into(),
@@ -34,7 +36,7 @@ impl Side {
             missing,
             data: Value::Object(rec.data),
         };
-        let _ = self.sink.send((key, payload));
+        let _ = self.sink.send((key, keep, payload));
     }
 }
 
@@ -71,8 +73,15 @@ impl Hub {
     pub(super) fn attach(&mut self, link: ClusterLink) {
         if let Some((loaded, history)) = link.initial {
             self.seq = loaded.seq;
-            for (_, payload) in loaded.state {
-                if let Some(rec) = to_record(&payload) {
+            // Current records (any age) and the stream's recent ones, applied in seq order:
+            // the latest per key wins, and recently finished orders are there for the snapshot.
+            let mut records: Vec<(u64, &Payload)> =
+                loaded.state.iter().map(|(seq, p)| (*seq, p)).collect();
+            records.extend(history.iter().map(|e| (e.seq, &e.payload)));
+            records.sort_by_key(|(seq, _)| *seq);
+            records.dedup_by_key(|(seq, _)| *seq);
+            for (_, payload) in records {
+                if let Some(rec) = to_record(payload) {
                     self.store(rec, payload.received_at(), payload.missing);
                 }
             }
