@@ -837,4 +837,22 @@ async fn a_paused_leader_publishes_nothing_after_the_takeover() {
             .unwrap_or_else(|e| panic!("client {i}: {e}"));
         assert_state_matches(&v, &rest, &format!("client {i}"));
     }
+
+    // An instance that starts now builds the same snapshot from Redis alone.
+    let c = HubProc::start(&fake, &url, &prefix.name, "hub-c").await;
+    let (client, snapshot) = Client::connect_greeted(c.addr).await;
+    let mut late = View::default();
+    late.apply(serde_json::from_value(snapshot).expect("snapshot frame"));
+    assert_eq!(
+        late.marks,
+        vec![('S', last)],
+        "snapshot at the stream's seq"
+    );
+    assert_eq!(
+        late.epoch,
+        views[0].lock().unwrap().epoch,
+        "the stream's epoch"
+    );
+    assert_state_matches(&late, &rest, "late instance");
+    client.close().await;
 }
