@@ -856,3 +856,47 @@ async fn a_paused_leader_publishes_nothing_after_the_takeover() {
     assert_state_matches(&late, &rest, "late instance");
     client.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_exists_only_while_some_instance_has_clients() {
+    let url = redis_url();
+    let prefix = Prefix::new(&url);
+    let fake = NodeFake::start(Sio::V4).await;
+    let a = HubProc::start(&fake, &url, &prefix.name, "hub-a").await;
+    let b = HubProc::start(&fake, &url, &prefix.name, "hub-b").await;
+    // Both registered, nobody leads, no exchange connection.
+    wait_for!(
+        status(a.addr).await["cluster"]["instances"]
+            .as_array()
+            .is_some_and(|i| i.len() == 2),
+        WAIT,
+        "two instances registered"
+    );
+    assert_eq!(a.leader().await, None);
+    assert_eq!(fake.stat("total_connects").await, 0);
+
+    // A client on hub-b: hub-b is the only instance that wants the upstream, so it leads.
+    let (client, _) = Client::connect_greeted(b.addr).await;
+    assert_eq!(a.wait_leader(None).await, "hub-b");
+    assert_eq!(fake.wait_stat("joins_ok", |n| n >= 1, WAIT).await, 1);
+    let s = status(a.addr).await;
+    let clients: Vec<(String, u64)> = s["cluster"]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_string(),
+                i["clients"]["default"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(clients, vec![("hub-a".into(), 0), ("hub-b".into(), 1)]);
+
+    // It leaves: the lease is given up and the exchange connection closed.
+    client.close().await;
+    wait_for!(a.leader().await.is_none(), WAIT, "the lease given up");
+    assert_eq!(fake.wait_stat("connections", |n| n == 0, WAIT).await, 0);
+    assert_eq!(fake.stat("leaves").await, 1);
+    assert_eq!(fake.stat("total_connects").await, 1);
+}
