@@ -190,7 +190,8 @@ pub struct Settings {
           value_parser = count::<0, 1_000_000>, global = true, hide_env_values = true)]
     pub max_clients_per_ip: usize,
 
-    /// Frames queued per client before it is evicted as a slow consumer (close 1008)
+    /// Batches (one per hub cycle, however many records) queued per client before it is evicted
+    /// as a slow consumer (close 1008)
     #[arg(long, env = "HUB_CLIENT_QUEUE", default_value = "1024", value_name = "N",
           value_parser = count::<1, 1_000_000>, global = true, hide_env_values = true)]
     pub client_queue: usize,
@@ -209,6 +210,11 @@ pub struct Settings {
     #[arg(long, env = "HUB_UPSTREAM_QUEUE_BYTES", default_value = "67108864", value_name = "BYTES",
           value_parser = count::<1024, { 1 << 40 }>, global = true, hide_env_values = true)]
     pub upstream_queue_bytes: usize,
+
+    /// HTTP worker threads; the hub task runs on the first (1 measured best on 2 cores)
+    #[arg(long, env = "HUB_WORKERS", default_value = "1", value_name = "N",
+          value_parser = count::<1, 64>, global = true, hide_env_values = true)]
+    pub workers: usize,
 
     /// Simulator address, Socket.IO and REST (only used without credentials)
     #[arg(long, env = "HUB_SIM_BIND", default_value = "127.0.0.1:8010", value_name = "ADDR",
@@ -275,6 +281,8 @@ pub struct Config {
     pub simulator: SimulatorSettings,
     /// Every setting as parsed (new settings are read from here).
     pub settings: Settings,
+    /// actix worker threads (`HUB_WORKERS`); the hub task runs on the first one.
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -427,6 +435,7 @@ impl Settings {
                 rate: s.sim_rate,
                 seed: s.sim_seed,
             },
+            workers: s.workers,
             settings: s,
         })
     }

@@ -176,7 +176,7 @@ async fn upgrade(
     }
     let per_ip = state.per_ip.clone();
     let status = hub.status.clone();
-    let release = move || {
+    let release = crate::session::Release::new(move || {
         status.active.fetch_sub(1, Ordering::SeqCst);
         if let (Some(ip), true) = (ip, per_ip_cap > 0) {
             let mut counts = per_ip.lock().unwrap_or_else(|e| e.into_inner());
@@ -187,11 +187,11 @@ async fn upgrade(
                 }
             }
         }
-    };
+    });
     let (response, session, stream) = match actix_ws::handle(&req, body) {
         Ok(parts) => parts,
         Err(e) => {
-            release();
+            drop(release);
             return Err(e);
         }
     };

@@ -170,7 +170,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             (supervisor, Some(link))
         }
     };
-    let hub = hub::spawn_with(
+    let (hub, hub_task) = hub::prepare_with(
         HubSettings {
             epoch: uuid::Uuid::new_v4().to_string(),
             upstream_kind: config.upstream.as_str(),
@@ -194,25 +194,32 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         Arc::new(config.clone()),
         addr,
     ));
-    let server =
-        HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
-            .on_connect(|conn, _| {
-                // Nagle's algorithm adds tens of ms to small frames.
-                if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                    let _ = tcp.set_nodelay(true);
-                }
-            })
-            // A connection that never completes its request head is dropped after this.
-            .client_request_timeout(std::time::Duration::from_secs(5))
-            .disable_signals()
-            .shutdown_timeout(3)
-            .workers(
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2)
-                    .min(4),
-            )
-            .listen(listener)?;
+    // The hub task runs on the first actix worker that starts, beside the sessions: with one
+    // worker (the default, what measured best on 2 cores) every hub → session wake-up stays on
+    // one thread. The factory also runs once on this thread while binding: not a worker.
+    let hub_task = Arc::new(std::sync::Mutex::new(Some(hub_task)));
+    let starter = std::thread::current().id();
+    let server = HttpServer::new(move || {
+        if std::thread::current().id() != starter {
+            let task = hub_task.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(task) = task {
+                actix_web::rt::spawn(task.run());
+            }
+        }
+        App::new().app_data(state.clone()).configure(http::routes)
+    })
+    .on_connect(|conn, _| {
+        // Nagle's algorithm adds tens of ms to small frames.
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
+    // A connection that never completes its request head is dropped after this.
+    .client_request_timeout(std::time::Duration::from_secs(5))
+    .disable_signals()
+    .shutdown_timeout(3)
+    .workers(config.workers)
+    .listen(listener)?;
     let server = server.run();
     let handle = server.handle();
     let server_task = tokio::spawn(server);

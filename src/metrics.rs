@@ -85,7 +85,7 @@ impl Metrics {
             )),
             evictions: reg!(counter_vec(
                 "hub_client_closes_total",
-                "Clients closed by the hub, by reason",
+                "Client connections ended, by reason (gone: reset or EOF by the client)",
                 &["reason"]
             )),
             resumes: reg!(counter_vec(
@@ -165,6 +165,7 @@ impl Metrics {
             "binary",
             "ping_timeout",
             "token_expired",
+            "gone",
         ] {
             self.evictions.with_label_values(&[r]);
         }

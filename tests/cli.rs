@@ -40,6 +40,7 @@ const SETTINGS: &[(&str, &str, Option<&str>)] = &[
     ("HUB_MAX_CLIENTS_PER_IP", "--max-clients-per-ip", Some("0")),
     ("HUB_CLIENT_QUEUE", "--client-queue", Some("1024")),
     ("HUB_HISTORY", "--history", Some("10000")),
+    ("HUB_WORKERS", "--workers", Some("1")),
     ("HUB_HISTORY_BYTES", "--history-bytes", Some("67108864")),
     (
         "HUB_UPSTREAM_QUEUE_BYTES",

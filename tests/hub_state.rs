@@ -50,6 +50,8 @@ struct Harness {
     reports: mpsc::Sender<Report>,
     /// A client that keeps the upstream wanted and collects the live frames.
     watcher: Joined,
+    /// Sequenced frames of a batch already read but not yet asked for.
+    pending: std::collections::VecDeque<Value>,
 }
 
 impl Harness {
@@ -93,6 +95,7 @@ impl Harness {
             records: records_tx,
             reports: reports_tx,
             watcher,
+            pending: Default::default(),
         }
     }
 
@@ -144,15 +147,21 @@ impl Harness {
 
     /// The watcher's next `n` sequenced frames (skipping `system` notices).
     async fn next_records(&mut self, n: usize) -> Vec<Value> {
-        let mut out = Vec::new();
+        let mut out: Vec<Value> = Vec::new();
         while out.len() < n {
-            let frame = tokio::time::timeout(T, self.watcher.frames.recv())
+            if let Some(v) = self.pending.pop_front() {
+                out.push(v);
+                continue;
+            }
+            let batch = tokio::time::timeout(T, self.watcher.frames.recv())
                 .await
                 .expect("a frame in time")
                 .expect("watcher still registered");
-            let v: Value = serde_json::from_str(&frame).unwrap();
-            if v["seq"].is_u64() {
-                out.push(v);
+            for frame in batch.iter() {
+                let v: Value = serde_json::from_str(frame).unwrap();
+                if v["seq"].is_u64() {
+                    self.pending.push_back(v);
+                }
             }
         }
         out

@@ -3,10 +3,12 @@
 //!
 //! "Fast" means keeping up with the exchange: the fake emits the next event once every fast
 //! client has read the previous one (the machine running the test has 2 cores, so an unpaced
-//! producer would out-run any reader and rightly get everyone evicted). One event carries 50
-//! records, below the queue of 64: a single exchange message with more records than
-//! `HUB_CLIENT_QUEUE` lands in every queue at once and evicts even a client that reads at wire
-//! speed, which is what the queue bound means. The slow client never reads at all.
+//! producer would out-run any reader and rightly get everyone evicted). The slow client never
+//! reads at all.
+//!
+//! `HUB_CLIENT_QUEUE` bounds batches (one per hub cycle), not frames: one exchange message with
+//! more records than the queue holds lands in a client's queue as one batch, so a client that
+//! reads is not evicted by a burst the hub absorbed at once (second test).
 
 mod common;
 
@@ -90,6 +92,44 @@ async fn slow_client_is_evicted_and_fast_clients_get_everything() {
         })
         .collect();
 
+    // The slow client starts reading the moment its eviction is counted, not after the fast
+    // clients finish: the hub tries to deliver the close for 30 s, and on a loaded box the
+    // fast phase can take longer than that.
+    let evictions = hub.hub.metrics.clone();
+    let slow_reader = tokio::spawn(async move {
+        let evicted = || {
+            metric(
+                &evictions.render(),
+                r#"hub_client_closes_total{reason="slow_consumer"}"#,
+            ) == Some(1.0)
+        };
+        assert!(
+            wait_until(evicted, Duration::from_secs(300)).await,
+            "the slow client was not evicted"
+        );
+        let mut orders = 0usize;
+        let mut last_seq = 0u64;
+        let end = loop {
+            match slow.next(Duration::from_secs(60)).await {
+                Some(Incoming::Json(v, _)) => {
+                    if v["type"] == "order" {
+                        let seq = v["seq"].as_u64().unwrap();
+                        assert!(
+                            last_seq == 0 || seq == last_seq + 1,
+                            "slow client: gap before its eviction"
+                        );
+                        last_seq = seq;
+                        orders += 1;
+                    }
+                }
+                Some(Incoming::Close(c)) => break Some(c),
+                Some(Incoming::Gone(_)) => break None,
+                None => panic!("slow client neither closed nor cut off"),
+            }
+        };
+        (orders, end)
+    });
+
     let all = numbered_orders(0..RECORDS, RECORDS);
     let started = Instant::now();
     emit_paced(
@@ -117,27 +157,11 @@ async fn slow_client_is_evicted_and_fast_clients_get_everything() {
         (RECORDS * FAST_CLIENTS) as f64 / elapsed.as_secs_f64()
     );
 
-    // The slow one finally reads: what was buffered, then 1008 "slow consumer".
-    let mut orders = 0usize;
-    let mut last_seq = 0u64;
-    let end = loop {
-        match slow.next(Duration::from_secs(10)).await {
-            Some(Incoming::Json(v, _)) => {
-                if v["type"] == "order" {
-                    let seq = v["seq"].as_u64().unwrap();
-                    assert!(
-                        last_seq == 0 || seq == last_seq + 1,
-                        "slow client: gap before its eviction"
-                    );
-                    last_seq = seq;
-                    orders += 1;
-                }
-            }
-            Some(Incoming::Close(c)) => break Some(c),
-            Some(Incoming::Gone(_)) => break None,
-            None => panic!("slow client neither closed nor cut off"),
-        }
-    };
+    // The slow one read what was buffered, then got 1008 "slow consumer".
+    let (orders, end) = tokio::time::timeout(Duration::from_secs(120), slow_reader)
+        .await
+        .expect("slow client saw its close")
+        .unwrap();
     eprintln!("slow client read {orders} order frames before {end:?}");
     assert!(orders < RECORDS, "the slow client was not evicted");
     // The hub keeps trying to deliver the close for 30 s, so a client that reads again in
@@ -162,5 +186,37 @@ async fn slow_client_is_evicted_and_fast_clients_get_everything() {
     assert_eq!(st["seq"], RECORDS as u64);
     assert_eq!(st["active_connections"], FAST_CLIENTS as u64);
     assert_eq!(fake.connects(), 1);
+    hub.shutdown().await;
+}
+
+/// One exchange message of 500 records with `HUB_CLIENT_QUEUE=4`: the reading client gets all
+/// 500 in order and nobody is evicted (a queue bounded in frames evicted it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_in_one_message_does_not_evict_a_reading_client() {
+    const BURST: usize = 500;
+    let fake = FakeCoinDcx::start().await;
+    let hub = start_hub(&fake, &[("HUB_CLIENT_QUEUE", "4")]).await;
+    let (mut client, _) = Client::connect_greeted(hub.addr).await;
+    assert!(wait_until(|| fake.joins() == 1, Duration::from_secs(10)).await);
+    fake.emit(
+        "df-order-update",
+        &event_arg("df-order-update", &numbered_orders(0..BURST, BURST)),
+    )
+    .await;
+    for expected in 1..=BURST as u64 {
+        let v = client.next_json(Duration::from_secs(30)).await;
+        assert_eq!(v["type"], "order", "{v}");
+        assert_eq!(v["seq"], expected);
+    }
+    let metrics = hub.hub.metrics.render();
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"hub_client_closes_total{reason="slow_consumer"}"#
+        ),
+        Some(0.0)
+    );
+    assert_eq!(metric(&metrics, "hub_deliveries_total"), Some(BURST as f64));
+    assert_eq!(status(hub.addr).await["active_connections"], 1);
     hub.shutdown().await;
 }

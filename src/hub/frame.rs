@@ -5,6 +5,8 @@ use bytestring::ByteString;
 
 /// One serialized frame, shared by every client (cloning is a reference count).
 pub type Frame = ByteString;
+/// The frames of one hub cycle, shared by every client's queue.
+pub type Batch = std::sync::Arc<[Frame]>;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;

@@ -3,8 +3,12 @@
 //!
 //! - Sessions send [`Command`]s through a cloneable [`HubHandle`] (join, leave, shutdown).
 //! - The upstream hands it raw exchange events (bounded channel) and supervisor [`Report`]s.
-//! - Each frame is serialized once ([`frame`]) and offered to every client's bounded queue with
-//!   `try_send`; a full queue evicts that client (close 1008 "slow consumer"), counted.
+//! - Each frame is serialized once ([`frame`]); the frames of one hub cycle (every exchange
+//!   event already queued, up to 257) form one shared [`Batch`], offered to every client's
+//!   bounded queue (`HUB_CLIENT_QUEUE` batches) with `try_send`: one queue operation and one
+//!   wake-up per client per cycle, not per frame. A full queue evicts that client (close 1008
+//!   "slow consumer", counted). Bounding batches rather than frames means a client that reads
+//!   is not evicted by one burst the hub absorbed in a single cycle.
 //! - Because one task assigns seqs and serves joins, a new client's snapshot at seq N is always
 //!   followed by exactly the events from N+1: no gap, no duplicate.
 
@@ -32,10 +36,15 @@ use crate::record::Record;
 use crate::upstream::account::HeldOpen;
 use crate::upstream::supervisor::{Command as UpCommand, Report, Supervisor};
 use crate::upstream::{RawEvent, RecordRx, UpstreamState};
-use frame::Frame;
+use frame::{Batch, Frame};
 use history::History;
 use state::{AccountState, Apply};
 use status::Status;
+
+/// How often the hub offers every client the heartbeat (an empty batch): one hub-wide timer
+/// instead of one per client. Each session then checks its own deadlines (ws ping every 15 s,
+/// app ping after 30 s of silence, closed after 45 s unheard), so they hold to within a sweep.
+pub const HEARTBEAT_SWEEP: Duration = Duration::from_secs(5);
 
 /// Terminal orders kept for snapshots ("recent orders").
 const TERMINAL_ORDERS_KEPT: usize = 500;
@@ -72,8 +81,9 @@ pub struct Joined {
     pub client_id: u64,
     /// Frames to send first, in order (system, then snapshot or the replay).
     pub initial: Vec<Frame>,
-    /// Live frames after `initial`.
-    pub frames: mpsc::Receiver<Frame>,
+    /// Live frames after `initial`, one batch per hub cycle. An empty batch is the hub-wide
+    /// heartbeat ([`HEARTBEAT_SWEEP`]).
+    pub frames: mpsc::Receiver<Batch>,
     /// Fires when the hub closes this client.
     pub close: oneshot::Receiver<CloseReason>,
 }
@@ -111,6 +121,22 @@ impl HubHandle {
         let _ = self.tx.send(Command::Leave { client_id }).await;
     }
 
+    /// `leave` without awaiting, for `Drop` guards: a cancelled or panicking session still
+    /// gives its place back. When the command queue is full the send finishes on a task.
+    pub fn leave_now(&self, client_id: u64) {
+        match self.tx.try_send(Command::Leave { client_id }) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    let tx = self.tx.clone();
+                    rt.spawn(async move {
+                        let _ = tx.send(cmd).await;
+                    });
+                }
+            }
+        }
+    }
+
     /// Tells every client, closes them with 1001 and stops the upstream.
     pub async fn shutdown(&self) {
         let (reply, rx) = oneshot::channel();
@@ -140,7 +166,7 @@ pub struct UpstreamInputs {
 }
 
 struct Client {
-    tx: mpsc::Sender<Frame>,
+    tx: mpsc::Sender<Batch>,
     close: oneshot::Sender<CloseReason>,
 }
 
@@ -163,23 +189,46 @@ pub struct Hub {
     was_lost: bool,
     unknown_events: std::collections::HashSet<String>,
     shutting_down: bool,
+    /// Frames of the current hub cycle, sent to every client as one batch when it ends.
+    pending: Vec<Frame>,
     /// Cluster mode: records go to the stream and come back from it sequenced (see `clustered`).
     cluster: Option<clustered::Side>,
 }
 
-/// Spawns the hub task; returns its handle.
+/// Spawns the hub task on the current runtime; returns its handle.
 pub fn spawn(settings: HubSettings, metrics: Arc<Metrics>, upstream: UpstreamInputs) -> HubHandle {
-    spawn_with(settings, metrics, upstream, None)
+    let (handle, task) = prepare(settings, metrics, upstream);
+    tokio::spawn(task.run());
+    handle
 }
 
-/// [`spawn`], in cluster mode when `cluster` is given: `seq`, `epoch`, state and history come
+/// The hub task, not yet running: [`HubTask::run`] it on the runtime of your choice (the
+/// server runs it on an actix worker, next to the sessions it feeds).
+pub struct HubTask(Hub);
+
+impl HubTask {
+    pub async fn run(self) {
+        self.0.run().await
+    }
+}
+
+/// Builds the hub and its handle without starting it.
+pub fn prepare(
+    settings: HubSettings,
+    metrics: Arc<Metrics>,
+    upstream: UpstreamInputs,
+) -> (HubHandle, HubTask) {
+    prepare_with(settings, metrics, upstream, None)
+}
+
+/// [`prepare`], in cluster mode when `cluster` is given: `seq`, `epoch`, state and history come
 /// from the account's Redis stream, and the records this hub judges news are offered to it.
-pub fn spawn_with(
+pub fn prepare_with(
     mut settings: HubSettings,
     metrics: Arc<Metrics>,
     upstream: UpstreamInputs,
     cluster: Option<crate::cluster::node::ClusterLink>,
-) -> HubHandle {
+) -> (HubHandle, HubTask) {
     let initial = cluster.as_ref().and_then(|c| c.initial.as_ref());
     if let Some((loaded, _)) = initial {
         settings.epoch = loaded.epoch.clone();
@@ -211,6 +260,7 @@ pub fn spawn_with(
         was_lost: false,
         unknown_events: Default::default(),
         shutting_down: false,
+        pending: Vec::new(),
         cluster: None,
     };
     metrics.set_upstream_state("idle");
@@ -218,17 +268,22 @@ pub fn spawn_with(
     if let Some(link) = cluster {
         hub.attach(link);
     }
-    tokio::spawn(hub.run());
-    HubHandle {
+    let handle = HubHandle {
         tx,
         status,
         metrics,
-    }
+    };
+    (handle, HubTask(hub))
 }
 
 impl Hub {
     async fn run(mut self) {
+        let mut sweep = tokio::time::interval(HEARTBEAT_SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let heartbeat: Batch = Arc::new([]);
         loop {
+            // Whatever the last branch produced goes out now, as one batch per client.
+            self.flush();
             let linger = self.linger_until;
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
@@ -248,6 +303,11 @@ impl Hub {
                 }
                 Some(report) = self.upstream.reports.recv() => self.on_report(report),
                 Some(incoming) = clustered::next(&mut self.cluster) => self.on_incoming(incoming),
+                _ = sweep.tick() => {
+                    if !self.clients.is_empty() {
+                        self.offer(heartbeat.clone());
+                    }
+                }
                 _ = sleep_until_opt(linger) => {
                     self.linger_until = None;
                     if self.clients.is_empty() {
@@ -276,9 +336,11 @@ impl Hub {
             }
             Command::Shutdown { reply } => {
                 self.shutting_down = true;
+                self.flush();
                 let frame = frame::system_frame(&self.settings.epoch, "shutting down", json!({}));
+                let notice: Batch = Arc::new([frame]);
                 for (_, client) in self.clients.drain() {
-                    let _ = client.tx.try_send(frame.clone());
+                    let _ = client.tx.try_send(notice.clone());
                     let _ = client.close.send(GOING_AWAY);
                 }
                 self.metrics.clients.set(0);
@@ -483,16 +545,32 @@ impl Hub {
         self.fan_out(&bytes);
     }
 
-    /// Offers a frame to every client without waiting; evicts those whose queue is full.
+    /// Adds a frame to this cycle's batch; it goes to every client when the cycle ends.
     fn fan_out(&mut self, bytes: &Frame) {
+        self.pending.push(bytes.clone());
+    }
+
+    /// Ends the cycle: offers its frames as one shared batch to every client.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch: Batch = self.pending.drain(..).collect();
+        self.offer(batch);
+    }
+
+    /// Offers a batch to every client without waiting; evicts those whose queue is full.
+    fn offer(&mut self, batch: Batch) {
         let mut evicted = Vec::new();
+        let mut delivered = 0u64;
         for (id, client) in &self.clients {
-            match client.tx.try_send(bytes.clone()) {
-                Ok(()) => self.metrics.deliveries.inc(),
+            match client.tx.try_send(batch.clone()) {
+                Ok(()) => delivered += batch.len() as u64,
                 Err(mpsc::error::TrySendError::Full(_)) => evicted.push(*id),
                 Err(mpsc::error::TrySendError::Closed(_)) => evicted.push(*id),
             }
         }
+        self.metrics.deliveries.inc_by(delivered);
         for id in evicted {
             if let Some(client) = self.remove(id) {
                 if !client.tx.is_closed() {
