@@ -90,6 +90,16 @@ struct HubProc {
     name: String,
     addr: SocketAddr,
     child: KillOnDrop,
+    /// Its stderr, kept when the test fails (named in the panic output's temp dir).
+    log: std::path::PathBuf,
+}
+
+impl Drop for HubProc {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
 }
 
 impl HubProc {
@@ -109,6 +119,7 @@ impl HubProc {
             name: name.to_string(),
             addr,
             child,
+            log,
         }
     }
 
