@@ -193,6 +193,8 @@ pub struct Hub {
     pending: Vec<Frame>,
     /// Cluster mode: records go to the stream and come back from it sequenced (see `clustered`).
     cluster: Option<clustered::Side>,
+    /// Records judged news and sent on (numbered here, or offered to the cluster's stream).
+    delivered: u64,
 }
 
 /// Spawns the hub task on the current runtime; returns its handle.
@@ -262,6 +264,7 @@ pub fn prepare_with(
         shutting_down: false,
         pending: Vec::new(),
         cluster: None,
+        delivered: 0,
     };
     metrics.set_upstream_state("idle");
     let mut hub = hub;
@@ -487,6 +490,7 @@ impl Hub {
     /// Sequences, stores, records in history and fans out a record already judged news.
     /// `missing`: a held-open order the reconcile could not account for (see `reports`).
     fn deliver(&mut self, rec: Record, at: DateTime<Utc>, reconciled: bool, missing: bool) {
+        self.delivered += 1;
         if let Some(side) = &self.cluster {
             // The stream numbers it; it comes back through `on_incoming` on every instance.
             side.offer(rec, at, reconciled, missing);
