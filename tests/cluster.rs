@@ -911,3 +911,39 @@ async fn the_lease_exists_only_while_some_instance_has_clients() {
     assert_eq!(fake.stat("leaves").await, 1);
     assert_eq!(fake.stat("total_connects").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_started_while_redis_is_down_serves_and_joins_the_stream_later() {
+    let mut redis = OwnRedis {
+        port: free_port(),
+        child: None,
+    };
+    let url = redis.url();
+    let prefix = format!("hubtest-{}", uuid::Uuid::new_v4());
+    let fake = NodeFake::start(Sio::V4).await;
+    let a = HubProc::start(&fake, &url, &prefix, "hub-a").await;
+    assert_eq!(http_get(a.addr, "/readyz").await.0, 503);
+    let view: Shared = Default::default();
+    let task = collect(Client::connect(a.addr, "").await, view.clone());
+    assert!(
+        wait_until(|| view.lock().unwrap().marks == vec![('S', 0)], WAIT).await,
+        "greeted while Redis is down"
+    );
+
+    redis.restart().await;
+    wait_for!(
+        http_get(a.addr, "/readyz").await.0 == 200,
+        WAIT,
+        "ready once Redis answers"
+    );
+    start_rate(&fake, 100, 2).await;
+    wait_run_done(&fake).await;
+    let last = wait_caught_up(std::slice::from_ref(&view), &url, &prefix).await;
+    let epoch = status(a.addr).await["epoch"].as_str().unwrap().to_string();
+    let v = view.lock().unwrap();
+    // The local start epoch means nothing to the cluster: one resync, then the stream.
+    assert_eq!(v.resyncs(), 1);
+    assert_eq!(v.check_gap_free().unwrap() as u64, last);
+    assert_eq!(v.epoch, epoch);
+    task.abort();
+}

@@ -94,15 +94,30 @@ impl Keys {
 /// Response deadline for ordinary commands: a Redis that stops answering is "down" within it.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Opens a reconnecting connection. `response` must exceed any `BLOCK` used on it.
-pub async fn connect(url: &str, response: Duration) -> Result<ConnectionManager, ClusterError> {
+/// A reconnecting connection that connects on first use (so an instance starts while Redis is
+/// down). `response` must exceed any `BLOCK` used on it.
+pub fn connect_lazy(url: &str, response: Duration) -> Result<ConnectionManager, ClusterError> {
     let client = redis::Client::open(url)?;
-    let config = ConnectionManagerConfig::new()
+    Ok(ConnectionManager::new_lazy_with_config(
+        client,
+        manager_config(response),
+    )?)
+}
+
+fn manager_config(response: Duration) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(response))
         .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
-    Ok(client.get_connection_manager_with_config(config).await?)
+        .set_max_delay(Duration::from_millis(500))
+}
+
+/// Opens a reconnecting connection. `response` must exceed any `BLOCK` used on it.
+pub async fn connect(url: &str, response: Duration) -> Result<ConnectionManager, ClusterError> {
+    let client = redis::Client::open(url)?;
+    Ok(client
+        .get_connection_manager_with_config(manager_config(response))
+        .await?)
 }
 
 /// Milliseconds since the Unix epoch, for registry scores.

@@ -23,7 +23,7 @@ use tokio::time::{timeout, Instant};
 use super::lease::{holder, Held, Lease};
 use super::registry::{Instance, Registry};
 use super::stream::{Entry, Loaded, Payload, Stream};
-use super::{connect, ClusterError, Keys, COMMAND_TIMEOUT};
+use super::{connect_lazy, ClusterError, Keys, COMMAND_TIMEOUT};
 use crate::upstream::supervisor::{Command as UpCommand, Supervisor};
 
 /// How long a lease lasts unrenewed: a dead leader is replaced within this plus one tick.
@@ -61,6 +61,8 @@ pub struct ClusterLink {
 
 pub enum Incoming {
     Entries(Vec<Entry>),
+    /// The stream as it is now, for a hub that could not load it at start (Redis was down).
+    Loaded(Loaded, Vec<Entry>),
     /// Redis answers (`true`) or stopped answering (`false`).
     Redis(bool),
 }
@@ -100,12 +102,12 @@ pub async fn start(
 ) -> Result<(ClusterLink, Supervisor), ClusterError> {
     let keys = Keys::new(&settings.prefix);
     let stream = Stream::new(keys.clone(), &settings.account, settings.history);
-    let con = connect(&settings.url, COMMAND_TIMEOUT).await?;
-    let read_con = connect(
+    // Lazy: an instance starts (and serves, not ready) while Redis is down.
+    let con = connect_lazy(&settings.url, COMMAND_TIMEOUT)?;
+    let read_con = connect_lazy(
         &settings.url,
         Duration::from_millis(READ_BLOCK_MS) + COMMAND_TIMEOUT,
-    )
-    .await?;
+    )?;
     let mut load_con = con.clone();
     let initial = match load_initial(&stream, &mut load_con).await {
         Ok(loaded) => Some(loaded),
@@ -121,10 +123,8 @@ pub async fn start(
     let (fenced_tx, fenced) = mpsc::unbounded_channel();
     let held: Arc<Mutex<Option<Held>>> = Arc::new(Mutex::new(None));
     let append_failed = Arc::new(AtomicBool::new(false));
-    let after = initial
-        .as_ref()
-        .map(|(l, _)| l.last_id.clone())
-        .unwrap_or_else(|| "$".into());
+    // Without a start load the reader loads first, once Redis answers.
+    let after = initial.as_ref().map(|(l, _)| l.last_id.clone());
     tokio::spawn(append(
         stream.clone(),
         con.clone(),
@@ -424,9 +424,34 @@ async fn append(
 async fn read(
     stream: Stream,
     mut con: ConnectionManager,
-    mut after: String,
+    after: Option<String>,
     to_hub: mpsc::Sender<Incoming>,
 ) {
+    let mut after = match after {
+        Some(after) => after,
+        None => loop {
+            match load_initial(&stream, &mut con).await {
+                Ok((loaded, history)) => {
+                    let after = loaded.last_id.clone();
+                    if to_hub
+                        .send(Incoming::Loaded(loaded, history))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    break after;
+                }
+                Err(e) => {
+                    log::debug!(target: "cluster", "stream load failed: {e}");
+                    if to_hub.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(TICK).await;
+                }
+            }
+        },
+    };
     loop {
         match stream
             .read(&mut con, &after, READ_BLOCK_MS, READ_COUNT)

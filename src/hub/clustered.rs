@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::history::History;
 use super::{frame, Hub};
 use crate::cluster::node::{ClusterLink, Incoming};
-use crate::cluster::stream::{Entry, Payload};
+use crate::cluster::stream::{Entry, Loaded, Payload};
 use crate::record::{Kind, Record};
 
 pub(super) struct Side {
@@ -72,6 +72,17 @@ impl Hub {
     /// Takes the stream's state, seq and history as they were at start, then follows it.
     pub(super) fn attach(&mut self, link: ClusterLink) {
         if let Some((loaded, history)) = link.initial {
+            self.load(loaded, history);
+        }
+        self.cluster = Some(Side {
+            sink: link.sink,
+            source: link.source,
+        });
+    }
+
+    /// Takes the stream's state, seq and history (at start, or once Redis first answers).
+    fn load(&mut self, loaded: Loaded, history: Vec<Entry>) {
+        {
             self.seq = loaded.seq;
             // Current records (any age) and the stream's recent ones, applied in seq order:
             // the latest per key wins, and recently finished orders are there for the snapshot.
@@ -96,10 +107,6 @@ impl Hub {
                 .store(self.seq, std::sync::atomic::Ordering::SeqCst);
             self.record_sizes();
         }
-        self.cluster = Some(Side {
-            sink: link.sink,
-            source: link.source,
-        });
     }
 
     fn store(&mut self, rec: Record, at: DateTime<Utc>, missing: bool) {
@@ -126,6 +133,29 @@ impl Hub {
 
     pub(super) fn on_incoming(&mut self, incoming: Incoming) {
         match incoming {
+            Incoming::Loaded(loaded, history) => {
+                // This hub started while Redis was down: whatever its clients got so far was
+                // numbered locally, so they start over from the cluster's stream.
+                let old = (self.seq, self.settings.epoch.clone());
+                self.settings.epoch = loaded.epoch.clone();
+                self.status.set_epoch(&loaded.epoch);
+                self.history = History::new(self.settings.history, self.settings.history_bytes);
+                self.load(loaded, history);
+                if !self.clients.is_empty() {
+                    let resync = frame::hub_frame(
+                        &self.settings.epoch,
+                        "resync",
+                        json!({"reason": "joined the cluster's stream (Redis was down at start)", "since": old.0, "epoch": old.1}),
+                    );
+                    self.fan_out(&resync);
+                    let snapshot = frame::hub_frame(
+                        &self.settings.epoch,
+                        "snapshot",
+                        self.state.snapshot(self.seq),
+                    );
+                    self.fan_out(&snapshot);
+                }
+            }
             Incoming::Entries(entries) => {
                 for e in entries {
                     self.on_entry(e);
