@@ -62,7 +62,8 @@ if ! redis_ping; then
 fi
 
 step "cargo test (unit + integration)"
-cargo test --all-targets -- --test-threads=2
+# Benches (criterion, harness = false) are built by clippy above and run with `cargo bench`.
+cargo test --lib --bins --tests --examples -- --test-threads=2
 
 if [ -f tests/browser/package.json ]; then
   step "browser tests (headless Chromium)"

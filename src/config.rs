@@ -18,6 +18,7 @@ use std::time::Duration;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod parse;
+use crate::accounts::{self, AccountCreds, DEFAULT_ACCOUNT};
 use parse::{addr, boolean, count, eio, hosts, origins, rate, rest_url, text, whole, ws_url};
 
 /// Where the hub gets its account stream from.
@@ -185,6 +186,18 @@ pub struct Settings {
           value_parser = count::<1, 1_000_000>, global = true, hide_env_values = true)]
     pub max_clients: usize,
 
+    /// TOML file naming several accounts, each with the names of the variables holding its key
+    /// and secret (see accounts.example.toml). Empty = the one account `default` from
+    /// COINDCX_API_KEY/COINDCX_API_SECRET
+    #[arg(long, env = "HUB_ACCOUNTS_FILE", value_name = "PATH", value_parser = text,
+          global = true, hide_env_values = true)]
+    pub accounts_file: Option<String>,
+
+    /// Connections per signed-token user (`sub`; HTTP 429 beyond); 0 = no cap
+    #[arg(long, env = "HUB_MAX_CLIENTS_PER_USER", default_value = "0", value_name = "N",
+          value_parser = count::<0, 1_000_000>, global = true, hide_env_values = true)]
+    pub max_clients_per_user: usize,
+
     /// Connections per remote address (HTTP 429 beyond); 0 = no cap
     #[arg(long, env = "HUB_MAX_CLIENTS_PER_IP", default_value = "0", value_name = "N",
           value_parser = count::<0, 1_000_000>, global = true, hide_env_values = true)]
@@ -278,6 +291,11 @@ pub struct Config {
     /// Bytes of exchange events that may wait for the hub before the upstream records a gap.
     pub upstream_queue_bytes: usize,
     pub allow_anonymous: bool,
+    /// The accounts served, in order (the first is the default). With the simulator: empty
+    /// (it serves its own demo accounts).
+    pub accounts: Vec<AccountCreds>,
+    /// 0 = no per-user cap.
+    pub max_clients_per_user: usize,
     pub simulator: SimulatorSettings,
     /// Every setting as parsed (new settings are read from here).
     pub settings: Settings,
@@ -321,7 +339,7 @@ impl Config {
             .try_get_matches_from(argv)
             .map_err(|e| config_error(&e))?;
         let cli = Cli::from_arg_matches(&matches).map_err(|e| config_error(&e))?;
-        cli.settings.into_config()
+        cli.settings.into_config_with(get)
     }
 }
 
@@ -372,6 +390,14 @@ fn config_error(e: &clap::Error) -> ConfigError {
 impl Settings {
     /// Cross-setting checks and the derived values the hub runs with.
     pub fn into_config(self) -> Result<Config, ConfigError> {
+        self.into_config_with(|k| std::env::var(k).ok())
+    }
+
+    /// [`Settings::into_config`] reading the accounts file's credential variables through `env`.
+    pub fn into_config_with(
+        self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let s = self;
         let nonblank = |v: &Option<String>| v.clone().filter(|t| !t.is_empty());
         let api_key = nonblank(&s.api_key).unwrap_or_default();
@@ -391,6 +417,35 @@ impl Settings {
                     "empty while COINDCX_API_KEY is set",
                 ))
             }
+        };
+        let accounts_file = nonblank(&s.accounts_file);
+        let (upstream, accounts) =
+            match (accounts_file, upstream) {
+                (Some(path), UpstreamKind::Simulator) => {
+                    let accounts = accounts::load(&path, env)
+                        .map_err(|e| err("HUB_ACCOUNTS_FILE", e.to_string()))?;
+                    (UpstreamKind::CoinDcx, accounts)
+                }
+                (Some(_), UpstreamKind::CoinDcx) => return Err(err(
+                    "HUB_ACCOUNTS_FILE",
+                    "set together with COINDCX_API_KEY/COINDCX_API_SECRET; use one or the other",
+                )),
+                (None, UpstreamKind::CoinDcx) => (
+                    UpstreamKind::CoinDcx,
+                    vec![AccountCreds {
+                        name: DEFAULT_ACCOUNT.into(),
+                        key: api_key.clone(),
+                        secret: api_secret.clone(),
+                        ws_url: None,
+                        api_url: None,
+                    }],
+                ),
+                (None, UpstreamKind::Simulator) => (UpstreamKind::Simulator, Vec::new()),
+            };
+        // `check-config` and the example script act for the first account.
+        let (api_key, api_secret) = match accounts.first() {
+            Some(first) => (first.key.clone(), first.secret.clone()),
+            None => (api_key, api_secret),
         };
         let auth_token = nonblank(&s.auth_token);
         let jwt_secret = nonblank(&s.jwt_secret);
@@ -430,6 +485,8 @@ impl Settings {
             history_bytes: s.history_bytes,
             upstream_queue_bytes: s.upstream_queue_bytes,
             allow_anonymous: s.allow_anonymous,
+            accounts,
+            max_clients_per_user: s.max_clients_per_user,
             simulator: SimulatorSettings {
                 bind: s.sim_bind,
                 rate: s.sim_rate,

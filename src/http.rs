@@ -11,6 +11,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
+use crate::accounts::Registry;
 use crate::config::Config;
 use crate::hosts::{Authority, HostPolicy, OriginPolicy};
 use crate::hub::{HubHandle, Resume};
@@ -18,9 +19,33 @@ use crate::signing::constant_time_eq;
 
 /// The monitor page, embedded at build time.
 const INDEX_HTML: &str = include_str!("../web/index.html");
+/// uPlot (MIT, the npm package's dist files, web/vendor/) for the page's charts: inlined into
+/// the page, so it makes no external fetch and the page's CSP stays `'self'` + inline.
+const UPLOT_JS: &str = include_str!("../web/vendor/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("../web/vendor/uPlot.min.css");
+/// Where the page wants uPlot (tests/browser/mock-hub.mjs fills in the same marker).
+pub const UPLOT_MARKER: &str =
+    "<!--uplot: the hub puts uPlot's CSS and JS here (web/vendor, MIT), no external fetch-->";
+
+/// The page as served: uPlot inlined at the marker, built once.
+fn index_page() -> &'static str {
+    static PAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PAGE.get_or_init(|| {
+        INDEX_HTML.replacen(
+            UPLOT_MARKER,
+            &format!("<style>{UPLOT_CSS}</style>\n<script>{UPLOT_JS}</script>"),
+            1,
+        )
+    })
+}
 
 pub struct AppState {
+    /// The first (default) account's hub: route-level counters (refusals) go to its metrics.
     pub hub: HubHandle,
+    /// Every account's hub, by name.
+    pub accounts: Registry,
+    /// Open sessions per signed-token `sub` (only tracked when `HUB_MAX_CLIENTS_PER_USER` is set).
+    pub per_user: Arc<Mutex<HashMap<String, usize>>>,
     pub config: Arc<Config>,
     /// Open sessions per client address (only tracked when `HUB_MAX_CLIENTS_PER_IP` is set).
     pub per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
@@ -31,9 +56,11 @@ pub struct AppState {
 
 impl AppState {
     /// `bound`: the listening address, with the real port when the configuration said 0.
-    pub fn new(hub: HubHandle, config: Arc<Config>, bound: SocketAddr) -> Self {
+    pub fn new(accounts: Registry, config: Arc<Config>, bound: SocketAddr) -> Self {
         AppState {
-            hub,
+            hub: accounts.first().hub.clone(),
+            accounts,
+            per_user: Default::default(),
             hosts: HostPolicy::new(&config.allowed_hosts, bound),
             origins: OriginPolicy::new(&config.allowed_origins),
             config,
@@ -42,13 +69,24 @@ impl AppState {
     }
 }
 
-/// What a presented credential grants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grant {
-    /// No token configured, or the static `HUB_AUTH_TOKEN`: no expiry.
-    Open,
-    /// A signed token valid until this UNIX time (seconds).
-    Until(u64),
+/// What a presented credential grants. No token configured, or the static `HUB_AUTH_TOKEN`:
+/// every account, no expiry, no user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// A signed token is valid until this UNIX time (seconds).
+    pub until: Option<u64>,
+    /// A signed token's `accounts` claim: only these may be opened. `None` = all.
+    pub accounts: Option<Vec<String>>,
+    /// A signed token's `sub`: the user `HUB_MAX_CLIENTS_PER_USER` counts.
+    pub sub: Option<String>,
+}
+
+impl Grant {
+    pub fn opens(&self, account: &str) -> bool {
+        self.accounts
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|a| a == account))
+    }
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -77,24 +115,31 @@ async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; img-src 'self' data:"))
-        .body(INDEX_HTML)
+        .body(index_page())
 }
 
 async fn status(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.hub.status.to_json())
+    HttpResponse::Ok().json(state.accounts.status_json())
 }
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.hub.status.readiness() {
-        Ok(()) => HttpResponse::Ok().json(json!({"ready": true})),
-        Err(reason) => {
+/// Overall (every account ready) or, with `?account=NAME`, that account's readiness.
+async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let account = query_param(req.query_string(), "account");
+    match state.accounts.readiness(account.as_deref()) {
+        Ok(Ok(())) => HttpResponse::Ok().json(json!({"ready": true})),
+        Ok(Err(reason)) => {
             HttpResponse::ServiceUnavailable().json(json!({"ready": false, "reason": reason}))
         }
+        Err(crate::accounts::UnknownAccount) => unknown_account(),
     }
+}
+
+fn unknown_account() -> HttpResponse {
+    HttpResponse::NotFound().json(json!({"error": "unknown account"}))
 }
 
 async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -112,7 +157,7 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.hub.metrics.render())
+        .body(state.accounts.render_metrics())
 }
 
 async fn upgrade(
@@ -120,9 +165,10 @@ async fn upgrade(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> actix_web::Result<HttpResponse> {
-    let hub = &state.hub;
     let reject = |reason: &str| {
-        hub.metrics
+        state
+            .hub
+            .metrics
             .rejected_upgrades
             .with_label_values(&[reason])
             .inc()
@@ -137,6 +183,19 @@ async fn upgrade(
         reject("token");
         return Ok(unauthorized());
     };
+    // Which account: unknown → 404, not granted → 403, both before anything is reserved.
+    let Ok(account) = state
+        .accounts
+        .pick(query_param(req.query_string(), "account").as_deref())
+    else {
+        reject("unknown_account");
+        return Ok(unknown_account());
+    };
+    if !grant.opens(&account.name) {
+        reject("account_scope");
+        return Ok(HttpResponse::Forbidden().json(json!({"error": "account not granted"})));
+    }
+    let hub = &account.hub;
     // An Origin that is not text is present but matches nothing (not treated as absent).
     let origin = req
         .headers()
@@ -154,8 +213,11 @@ async fn upgrade(
         }
     };
     // Reserve a slot before upgrading so a storm cannot overshoot the cap.
+    // Reserved on the account, compared with the sum over all accounts (HUB_MAX_CLIENTS is
+    // hub-wide): two racing upgrades both count each other, so the sum never overshoots.
     let active = &hub.status.active;
-    if active.fetch_add(1, Ordering::SeqCst) >= state.config.max_clients {
+    active.fetch_add(1, Ordering::SeqCst);
+    if state.accounts.active() > state.config.max_clients {
         active.fetch_sub(1, Ordering::SeqCst);
         reject("capacity");
         return Ok(HttpResponse::ServiceUnavailable().json(json!({"error": "too many clients"})));
@@ -174,18 +236,29 @@ async fn upgrade(
         }
         *n += 1;
     }
+    let per_user_cap = state.config.max_clients_per_user;
+    let user = grant.sub.clone().filter(|_| per_user_cap > 0);
+    if let Some(user) = &user {
+        let mut counts = state.per_user.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(user.clone()).or_insert(0);
+        if *n >= per_user_cap {
+            drop(counts);
+            active.fetch_sub(1, Ordering::SeqCst);
+            release_ip(&state.per_ip, ip, per_ip_cap);
+            reject("per_user");
+            return Ok(HttpResponse::TooManyRequests()
+                .json(json!({"error": "too many connections for this user"})));
+        }
+        *n += 1;
+    }
+    let per_user = state.per_user.clone();
     let per_ip = state.per_ip.clone();
     let status = hub.status.clone();
     let release = crate::session::Release::new(move || {
         status.active.fetch_sub(1, Ordering::SeqCst);
-        if let (Some(ip), true) = (ip, per_ip_cap > 0) {
-            let mut counts = per_ip.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = counts.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.remove(&ip);
-                }
-            }
+        release_ip(&per_ip, ip, per_ip_cap);
+        if let Some(user) = user {
+            release_count(&per_user, &user);
         }
     });
     let (response, session, stream) = match actix_ws::handle(&req, body) {
@@ -195,9 +268,9 @@ async fn upgrade(
             return Err(e);
         }
     };
-    let expires = match grant {
-        Grant::Open => None,
-        Grant::Until(exp) => {
+    let expires = match grant.until {
+        None => None,
+        Some(exp) => {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
@@ -212,6 +285,23 @@ async fn upgrade(
     Ok(response)
 }
 
+fn release_ip(per_ip: &Mutex<HashMap<IpAddr, usize>>, ip: Option<IpAddr>, cap: usize) {
+    if let (Some(ip), true) = (ip, cap > 0) {
+        release_count(per_ip, &ip);
+    }
+}
+
+/// One session fewer for `key`; the entry goes when it reaches 0.
+fn release_count<K: std::hash::Hash + Eq>(counts: &Mutex<HashMap<K, usize>>, key: &K) {
+    let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = counts.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(key);
+        }
+    }
+}
+
 fn unauthorized() -> HttpResponse {
     HttpResponse::Unauthorized()
         .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
@@ -222,7 +312,7 @@ fn unauthorized() -> HttpResponse {
 /// `HUB_JWT_SECRET`, as an HS256 JWT with `exp`. `None` = refused.
 fn authorize(req: &HttpRequest, config: &Config) -> Option<Grant> {
     if config.auth_token.is_none() && config.jwt_secret.is_none() {
-        return Some(Grant::Open);
+        return Some(Grant::default());
     }
     let from_query = query_param(req.query_string(), "token");
     let from_header = req
@@ -237,24 +327,29 @@ fn authorize(req: &HttpRequest, config: &Config) -> Option<Grant> {
             .as_deref()
             .is_some_and(|t| constant_time_eq(&given, t))
         {
-            return Some(Grant::Open);
+            return Some(Grant::default());
         }
-        if let Some(exp) = config
+        if let Some(grant) = config
             .jwt_secret
             .as_deref()
-            .and_then(|secret| jwt_expiry(&given, secret))
+            .and_then(|secret| jwt_grant(&given, secret))
         {
-            return Some(Grant::Until(exp));
+            return Some(grant);
         }
     }
     None
 }
 
-/// The `exp` of a valid, unexpired HS256 token signed with `secret`.
-fn jwt_expiry(token: &str, secret: &str) -> Option<u64> {
+/// What a valid, unexpired HS256 token signed with `secret` grants (`exp`, and the optional
+/// `accounts` and `sub`).
+fn jwt_grant(token: &str, secret: &str) -> Option<Grant> {
     #[derive(serde::Deserialize)]
     struct Claims {
         exp: u64,
+        #[serde(default)]
+        accounts: Option<Vec<String>>,
+        #[serde(default)]
+        sub: Option<String>,
     }
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.leeway = 0;
@@ -262,7 +357,11 @@ fn jwt_expiry(token: &str, secret: &str) -> Option<u64> {
     let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes());
     jsonwebtoken::decode::<Claims>(token, &key, &validation)
         .ok()
-        .map(|t| t.claims.exp)
+        .map(|t| Grant {
+            until: Some(t.claims.exp),
+            accounts: t.claims.accounts,
+            sub: t.claims.sub,
+        })
 }
 
 /// The request's `Host` (`None` when missing, repeated or not `host[:port]`).
@@ -319,6 +418,15 @@ fn parse_resume(query: &str) -> Result<Option<Resume>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_page_inlines_uplot() {
+        assert!(INDEX_HTML.contains(UPLOT_MARKER));
+        let page = index_page();
+        assert!(!page.contains(UPLOT_MARKER));
+        assert!(page.contains("uPlot"));
+        assert!(!page.contains("src=\"http"), "no external script");
+    }
 
     #[test]
     fn resume_query() {

@@ -182,6 +182,9 @@ impl Metrics {
             "capacity",
             "per_ip",
             "bad_query",
+            "unknown_account",
+            "account_scope",
+            "per_user",
             "host",
         ] {
             self.rejected_upgrades.with_label_values(&[r]);
@@ -221,6 +224,46 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// One `/metrics` text for several accounts' registries: every account's series with an
+/// `account` label, merged by name (Prometheus wants one family per name); `process_*` series
+/// once, unlabelled. A single account renders exactly as [`Metrics::render`] does, so the
+/// one-account setup keeps its series names and labels.
+pub fn render_accounts(accounts: &[(&str, &Metrics)]) -> String {
+    if let [(_, only)] = accounts {
+        return only.render();
+    }
+    let mut merged: Vec<prometheus::proto::MetricFamily> = Vec::new();
+    for (i, (name, metrics)) in accounts.iter().enumerate() {
+        for mut family in metrics.registry.gather() {
+            if family.name().starts_with("process_") {
+                if i == 0 {
+                    merged.push(family);
+                }
+                continue;
+            }
+            for metric in family.mut_metric().iter_mut() {
+                let mut label = prometheus::proto::LabelPair::default();
+                label.set_name("account".into());
+                label.set_value(name.to_string());
+                let mut labels = metric.take_label();
+                labels.insert(0, label);
+                metric.set_label(labels);
+            }
+            match merged.iter_mut().find(|f| f.name() == family.name()) {
+                Some(existing) => {
+                    for metric in family.take_metric().into_iter() {
+                        existing.mut_metric().push(metric);
+                    }
+                }
+                None => merged.push(family),
+            }
+        }
+    }
+    let mut buf = Vec::new();
+    let _ = TextEncoder::new().encode(&merged, &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
 }
 
 /// The value of one series (`name` or `name{labels}`, exactly as rendered) in Prometheus text.

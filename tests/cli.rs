@@ -37,6 +37,12 @@ const SETTINGS: &[(&str, &str, Option<&str>)] = &[
     ("HUB_ALLOWED_ORIGINS", "--allowed-origins", None),
     ("HUB_ALLOWED_HOSTS", "--allowed-hosts", None),
     ("HUB_MAX_CLIENTS", "--max-clients", Some("10000")),
+    ("HUB_ACCOUNTS_FILE", "--accounts-file", None),
+    (
+        "HUB_MAX_CLIENTS_PER_USER",
+        "--max-clients-per-user",
+        Some("0"),
+    ),
     ("HUB_MAX_CLIENTS_PER_IP", "--max-clients-per-ip", Some("0")),
     ("HUB_CLIENT_QUEUE", "--client-queue", Some("1024")),
     ("HUB_HISTORY", "--history", Some("10000")),

@@ -232,7 +232,8 @@ async fn silent_server(
                     if eio4 && text == "40" {
                         let _ = ws.send(Message::Text(r#"40{"sid":"ns1"}"#.into())).await;
                     }
-                    if eio4 && text.starts_with(r#"42["join""#) {
+                    // One ping, after the private join (not again after the price channel's).
+                    if eio4 && text.starts_with(r#"42["join",{"channelName":"coindcx""#) {
                         let _ = ws.send(Message::Text("2".into())).await;
                     }
                     seen.push(text);
@@ -258,13 +259,28 @@ async fn a_silent_server_is_dead_by_its_heartbeat() {
         coindcx_hub::signing::join_signature(common::API_SECRET),
         common::API_KEY
     );
+    // SPEC §9: the public price channel is joined right after the private one.
+    let prices = r#"42["join",{"channelName":"currentPrices@futures@rt"}]"#.to_string();
     for (open, eio, want) in [
-        (OPEN3, "auto", vec![join.clone(), "2".to_string()]),
-        (OPEN3, "3", vec![join.clone(), "2".to_string()]),
+        (
+            OPEN3,
+            "auto",
+            vec![join.clone(), prices.clone(), "2".to_string()],
+        ),
+        (
+            OPEN3,
+            "3",
+            vec![join.clone(), prices.clone(), "2".to_string()],
+        ),
         (
             OPEN4,
             "3",
-            vec!["40".to_string(), join.clone(), "3".to_string()],
+            vec![
+                "40".to_string(),
+                join.clone(),
+                prices.clone(),
+                "3".to_string(),
+            ],
         ),
     ] {
         let (addr, mut transcripts) = silent_server(open).await;

@@ -82,12 +82,14 @@ impl Keys {
         self.account(account, "state")
     }
 
-    pub fn instances(&self) -> String {
-        format!("{}:instances", self.prefix)
+    /// The instances serving `account` (one registry per account: each account's node beats
+    /// on its own, so two accounts of one instance never overwrite each other).
+    pub fn instances(&self, account: &str) -> String {
+        self.account(account, "instances")
     }
 
-    pub fn instance_info(&self) -> String {
-        format!("{}:instance_info", self.prefix)
+    pub fn instance_info(&self, account: &str) -> String {
+        self.account(account, "instance_info")
     }
 }
 

@@ -141,7 +141,12 @@ pub async fn start(
             &settings.instance,
             LEASE_TTL,
         ),
-        registry: Registry::new(keys.clone(), &settings.instance, INSTANCE_EXPIRY),
+        registry: Registry::new(
+            keys.clone(),
+            &settings.account,
+            &settings.instance,
+            INSTANCE_EXPIRY,
+        ),
         keys,
         settings,
         con,

@@ -52,14 +52,16 @@ struct Info {
 #[derive(Clone)]
 pub struct Registry {
     keys: Keys,
+    account: String,
     instance: String,
     expiry: Duration,
 }
 
 impl Registry {
-    pub fn new(keys: Keys, instance: &str, expiry: Duration) -> Self {
+    pub fn new(keys: Keys, account: &str, instance: &str, expiry: Duration) -> Self {
         Registry {
             keys,
+            account: account.to_string(),
             instance: instance.to_string(),
             expiry,
         }
@@ -78,8 +80,8 @@ impl Registry {
         })
         .map_err(|e| ClusterError::BadEntry(e.to_string()))?;
         let flat: Vec<String> = Script::new(BEAT)
-            .key(self.keys.instances())
-            .key(self.keys.instance_info())
+            .key(self.keys.instances(&self.account))
+            .key(self.keys.instance_info(&self.account))
             .arg(&self.instance)
             .arg(now_ms())
             .arg(info)

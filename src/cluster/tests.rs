@@ -279,8 +279,8 @@ async fn a_lost_redis_dataset_starts_a_new_epoch_at_seq_one() {
 #[tokio::test]
 async fn registry_lists_live_instances_and_drops_silent_ones() {
     let (p, mut con) = setup().await;
-    let a = Registry::new(p.0.clone(), "a", Duration::from_millis(300));
-    let b = Registry::new(p.0.clone(), "b", Duration::from_millis(300));
+    let a = Registry::new(p.0.clone(), "default", "a", Duration::from_millis(300));
+    let b = Registry::new(p.0.clone(), "default", "b", Duration::from_millis(300));
     let mut clients = BTreeMap::new();
     clients.insert("default".to_string(), 3);
     a.beat(&mut con, &clients, &Default::default())

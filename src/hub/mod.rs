@@ -16,6 +16,7 @@ mod clustered;
 mod finished;
 pub mod frame;
 pub mod history;
+pub mod pnl;
 mod reports;
 pub mod state;
 pub mod status;
@@ -35,7 +36,7 @@ use crate::normalize::{normalize, PayloadError};
 use crate::record::Record;
 use crate::upstream::account::HeldOpen;
 use crate::upstream::supervisor::{Command as UpCommand, Report, Supervisor};
-use crate::upstream::{RawEvent, RecordRx, UpstreamState};
+use crate::upstream::{RawEvent, RecordRx, UpstreamState, PRICES_EVENT};
 use frame::{Batch, Frame};
 use history::History;
 use state::{AccountState, Apply};
@@ -195,6 +196,9 @@ pub struct Hub {
     cluster: Option<clustered::Side>,
     /// Records judged news and sent on (numbered here, or offered to the cluster's stream).
     delivered: u64,
+    /// Latest mark prices (public channel) and the `pnl` frame throttle.
+    marks: pnl::Marks,
+    pnl: pnl::Throttle,
 }
 
 /// Spawns the hub task on the current runtime; returns its handle.
@@ -265,6 +269,8 @@ pub fn prepare_with(
         pending: Vec::new(),
         cluster: None,
         delivered: 0,
+        marks: Default::default(),
+        pnl: Default::default(),
     };
     metrics.set_upstream_state("idle");
     let mut hub = hub;
@@ -288,6 +294,8 @@ impl Hub {
             // Whatever the last branch produced goes out now, as one batch per client.
             self.flush();
             let linger = self.linger_until;
+            // Derived data goes only to someone watching.
+            let pnl_due = self.pnl.due().filter(|_| !self.clients.is_empty());
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd),
@@ -316,8 +324,12 @@ impl Hub {
                     if self.clients.is_empty() {
                         log::info!(target: "hub", "last client gone: stopping the upstream");
                         self.upstream.supervisor.send(UpCommand::Stop);
+                        // Marks stop arriving with the price channel: none is better than stale.
+                        self.marks.clear();
+                        self.pnl.reset();
                     }
                 }
+                _ = sleep_until_opt(pnl_due) => self.send_pnl(),
             }
         }
     }
@@ -369,6 +381,7 @@ impl Hub {
                 None
             }
         });
+        let replayed = replay.is_some();
         match (resume, replay) {
             (Some(_), Some(frames)) => {
                 self.metrics.resumes.with_label_values(&["ok"]).inc();
@@ -383,12 +396,18 @@ impl Hub {
                         json!({"reason": resync_reason(&r, &self.settings.epoch), "since": r.since, "epoch": r.epoch}),
                     ));
                 }
-                initial.push(frame::hub_frame(
-                    &self.settings.epoch,
-                    "snapshot",
-                    self.state.snapshot(self.seq),
-                ));
+                let mut snapshot = self.state.snapshot(self.seq);
+                snapshot["pnl"] = self.current_pnl();
+                initial.push(frame::hub_frame(&self.settings.epoch, "snapshot", snapshot));
             }
+        }
+        if replayed && !self.marks.is_empty() {
+            // A replay carries no PnL (derived, never sequenced): the current values follow it.
+            initial.push(frame::hub_frame(
+                &self.settings.epoch,
+                "pnl",
+                self.current_pnl(),
+            ));
         }
         if self.upstream_state == UpstreamState::AuthFailed {
             // Whoever arrives now learns it at once, not only those present when it happened.
@@ -430,6 +449,9 @@ impl Hub {
     }
 
     fn on_raw(&mut self, raw: RawEvent) {
+        if raw.event == PRICES_EVENT {
+            return self.on_prices(&raw.arg);
+        }
         let normalized = match normalize(&raw.event, &raw.arg) {
             Ok(n) => n,
             Err(PayloadError::UnknownEvent) => {
@@ -531,6 +553,9 @@ impl Hub {
         if trimmed > 0 {
             self.metrics.history_trimmed_by_bytes.inc_by(trimmed as u64);
         }
+        if kind != crate::record::Kind::Order && !self.marks.is_empty() {
+            self.pnl.touch();
+        }
         self.status.record_event(self.seq, at);
         self.record_sizes();
         self.metrics
@@ -586,6 +611,47 @@ impl Hub {
                     let _ = client.close.send(SLOW_CONSUMER);
                 }
             }
+        }
+    }
+
+    /// One public price event: merged into the marks; the PnL is re-checked (throttled).
+    fn on_prices(&mut self, arg: &Value) {
+        match self.marks.merge(arg) {
+            Ok(merged) => {
+                if merged.bad_marks > 0 {
+                    self.metrics
+                        .skipped
+                        .with_label_values(&[PRICES_EVENT, "bad_mark"])
+                        .inc_by(merged.bad_marks as u64);
+                }
+                if merged.marks_changed > 0 {
+                    self.pnl.touch();
+                }
+            }
+            Err(e) => {
+                self.metrics
+                    .skipped
+                    .with_label_values(&[PRICES_EVENT, "wrong_shape"])
+                    .inc();
+                log::debug!(target: "hub", "skipped price event: {e}");
+            }
+        }
+    }
+
+    /// The current `pnl` values (`null` before any mark arrived).
+    fn current_pnl(&self) -> Value {
+        if self.marks.is_empty() {
+            return Value::Null;
+        }
+        pnl::compute(&self.state, &self.marks)
+    }
+
+    /// Sends a `pnl` frame if the values changed since the last one.
+    fn send_pnl(&mut self) {
+        let current = pnl::compute(&self.state, &self.marks);
+        if let Some(data) = self.pnl.offer(current, Instant::now()) {
+            let bytes = frame::hub_frame(&self.settings.epoch, "pnl", data);
+            self.fan_out(&bytes);
         }
     }
 

@@ -265,6 +265,25 @@ impl AccountState {
         })
     }
 
+    /// Every held position row, ordered by pair (what the PnL is computed from).
+    pub fn position_rows(&self) -> Vec<&Map<String, Value>> {
+        let mut positions: Vec<&Entry> = self.positions.values().collect();
+        let id = |e: &Entry| {
+            e.data
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        positions.sort_by(|a, b| pair_of(a).cmp(pair_of(b)).then(id(a).cmp(&id(b))));
+        positions.into_iter().map(|e| &e.data).collect()
+    }
+
+    /// The held balance row of `currency` (`currency_short_name`).
+    pub fn balance_row(&self, currency: &str) -> Option<&Map<String, Value>> {
+        self.balances.get(currency).map(|e| &e.data)
+    }
+
     pub fn counts(&self) -> (usize, usize, usize, usize) {
         (
             self.orders.len(),

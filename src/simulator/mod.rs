@@ -12,6 +12,7 @@
 //! - [`socket`]: Socket.IO join/leave and the publisher
 //! - [`rest`]: the REST routes with signing, skew and validation
 //! - [`activity`]: seeded background events at a configured rate
+//! - `prices`: the public `currentPrices@futures#update` publisher (with the activity only)
 //!
 //! All state sits behind one mutex; every change enqueues its events while holding it, and a
 //! single publisher task emits them, so the stream order is the order of the changes.
@@ -21,6 +22,7 @@ mod activity;
 mod background;
 pub mod book;
 pub mod market;
+mod prices;
 pub mod records;
 mod rest;
 mod socket;
@@ -169,6 +171,8 @@ impl Simulator {
         let mut tasks = vec![server, tokio::spawn(socket::publisher(io.clone(), rx))];
         if shared.cfg.rate > 0.0 {
             tasks.push(tokio::spawn(activity::run(shared.clone())));
+            // Prices move only with the activity; without it the tests drive every change.
+            tasks.push(tokio::spawn(prices::run(shared.clone(), io.clone())));
         }
         log::info!(target: "simulator", "CoinDCX simulator listening on {addr}");
         Ok(Simulator {

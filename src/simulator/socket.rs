@@ -3,12 +3,13 @@
 //! Behaves like `stream.coindcx.com` (PROTOCOL.md §1–4): a `join` with the right key and
 //! signature puts the socket in room `coindcx`, which is where every event goes; a wrong one
 //! is answered ~100 ms later with a server disconnect (`41`) and no reason; a `join` without
-//! the auth fields is silently ignored; unknown events are ignored.
+//! the auth fields is silently ignored; unknown events are ignored. The public price channel
+//! `currentPrices@futures@rt` is joined without credentials.
 
 use super::Shared;
 use crate::signing::{constant_time_eq, join_signature};
 use serde_json::Value;
-use socketioxide::extract::{Data, SocketRef};
+use socketioxide::extract::{Data, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::SocketIo;
 use std::sync::atomic::Ordering;
@@ -18,6 +19,8 @@ use tokio::sync::mpsc;
 
 /// The room every authenticated socket joins and every event is sent to.
 pub const ROOM: &str = "coindcx";
+/// The public price channel (no credentials); see [`super::prices`].
+pub const PRICES_ROOM: &str = "currentPrices@futures@rt";
 /// Delay between a rejected `join` and the server's disconnect (observed ~100 ms).
 const BAD_JOIN_DISCONNECT: Duration = Duration::from_millis(100);
 
@@ -50,10 +53,17 @@ pub fn install(io: &SocketIo, shared: Arc<Shared>) {
             };
             s.on("join", on_join);
             // CoinDCX answers `leave` with an undocumented `Left Channel` (PROTOCOL.md §3).
-            s.on("leave", |s: SocketRef| async move {
-                s.leave(ROOM);
-                let _ = s.emit("Left Channel", &serde_json::json!({ "channelName": ROOM }));
-            });
+            s.on(
+                "leave",
+                |s: SocketRef, TryData(arg): TryData<Value>| async move {
+                    let prices = arg.ok().is_some_and(|a| {
+                        a.get("channelName").and_then(Value::as_str) == Some(PRICES_ROOM)
+                    });
+                    let room = if prices { PRICES_ROOM } else { ROOM };
+                    s.leave(room);
+                    let _ = s.emit("Left Channel", &serde_json::json!({ "channelName": room }));
+                },
+            );
         }
         async move {
             if open {
@@ -68,6 +78,11 @@ pub fn install(io: &SocketIo, shared: Arc<Shared>) {
 
 fn join(shared: &Shared, s: SocketRef, arg: &Value) {
     let field = |k: &str| arg.get(k).and_then(Value::as_str);
+    if field("channelName") == Some(PRICES_ROOM) {
+        // Public: no credentials needed.
+        s.join(PRICES_ROOM);
+        return;
+    }
     let (Some(key), Some(signature)) = (field("apiKey"), field("authSignature")) else {
         return; // the exchange ignores a join without credentials
     };

@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::packet::{self, Eio, Open, Packet};
-use super::{ConnSink, Connection, Signal};
+use super::{is_private_left, prices_channel, ConnSink, Connection, Signal};
 use crate::signing::join_signature;
 
 /// TCP, TLS, WebSocket upgrade, open packet and namespace connect, all together.
@@ -184,6 +184,10 @@ pub async fn session(
     if let Err(why) = send(&mut ws, &packet::event("join", &join)).await {
         return sink.signal(Signal::Closed(format!("join not sent: {why}")));
     }
+    // The public price channel right after the private one (no signature).
+    if let Err(why) = send(&mut ws, &packet::event("join", &prices_channel())).await {
+        return sink.signal(Signal::Closed(format!("price join not sent: {why}")));
+    }
     sink.signal(Signal::Joined);
     let ended = tokio::select! {
         why = stream(&mut ws, &mut beat, &sink) => why,
@@ -230,12 +234,22 @@ async fn stream(ws: &mut Ws, beat: &mut Heartbeat, sink: &ConnSink) -> Ended {
 /// `leave`, then (after `Left Channel`, or [`LEAVE_WAIT`]) `41` and a WebSocket close: a
 /// socket.io 4 server drops an event that arrives together with the disconnect.
 async fn leave(mut ws: Ws, beat: &mut Heartbeat) {
+    // The price channel first (its answer is not waited for), then the private one.
+    let prices = packet::event("leave", &prices_channel());
     let leave = packet::event("leave", &json!({"channelName": "coindcx"}));
-    if send_within(&mut ws, &leave, CLOSING_SEND).await.is_ok() {
+    let sent = match send_within(&mut ws, &prices, CLOSING_SEND).await {
+        Ok(()) => send_within(&mut ws, &leave, CLOSING_SEND).await,
+        Err(e) => Err(e),
+    };
+    if sent.is_ok() {
         let answered = timeout(LEAVE_WAIT, async {
             loop {
                 match next_packet(&mut ws, beat).await {
-                    Ok(Packet::Event { name, .. }) if name == LEFT_CHANNEL => return true,
+                    Ok(Packet::Event { name, arg })
+                        if name == LEFT_CHANNEL && is_private_left(&arg) =>
+                    {
+                        return true
+                    }
                     Ok(_) => {}
                     Err(_) => return false,
                 }

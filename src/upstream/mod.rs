@@ -33,6 +33,23 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 
+/// The public price channel joined next to the private one while an account has clients
+/// (no signature); its event carries mark and last prices per pair (PROTOCOL.md, SPEC §9).
+pub const PRICES_CHANNEL: &str = "currentPrices@futures@rt";
+/// The public price channel's event.
+pub const PRICES_EVENT: &str = "currentPrices@futures#update";
+
+/// `join`/`leave` payload of the public price channel.
+pub fn prices_channel() -> Value {
+    serde_json::json!({ "channelName": PRICES_CHANNEL })
+}
+
+/// Whether a `Left Channel` answer is the private channel's (the one the disconnect waits for);
+/// the price channel's answer may arrive first.
+pub fn is_private_left(arg: &Value) -> bool {
+    arg.get("channelName").and_then(Value::as_str) != Some(PRICES_CHANNEL)
+}
+
 /// Life-cycle state of the upstream, as shown in `/ws/status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpstreamState {

@@ -21,7 +21,7 @@ use rust_socketio::{Event, Payload, TransportType};
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, Notify};
 
-use super::{ConnSink, Connection, Signal, Transport};
+use super::{is_private_left, prices_channel, ConnSink, Connection, Signal, Transport};
 use crate::signing::join_signature;
 
 /// How often the connection checks that the client's reader task is still alive.
@@ -143,7 +143,12 @@ async fn run(url: String, join: Value, sink: ConnSink, mut stop: oneshot::Receiv
             let joined = joined.clone();
             async move {
                 // Only now has the server acknowledged the namespace; an earlier emit is lost.
-                match client.emit("join", join).await {
+                // The public price channel right after the private one (no signature).
+                let joins = async {
+                    client.emit("join", join).await?;
+                    client.emit("join", prices_channel()).await
+                };
+                match joins.await {
                     Ok(()) => {
                         joined.store(true, Ordering::SeqCst);
                         sink.signal(Signal::Joined)
@@ -184,7 +189,13 @@ async fn run(url: String, join: Value, sink: ConnSink, mut stop: oneshot::Receiv
         move |event: Event, payload: Payload, _: Client| {
             match event {
                 // `notify_one` keeps a permit, so an answer that beats the waiter is not lost.
-                Event::Custom(name) if name == LEFT_CHANNEL => left.notify_one(),
+                Event::Custom(name) if name == LEFT_CHANNEL => {
+                    // The price channel's answer may come first; only the private one counts.
+                    let private = is_private_left(&first_arg(payload));
+                    if private {
+                        left.notify_one()
+                    }
+                }
                 Event::Custom(name) => sink.record(name, first_arg(payload)),
                 _ => {}
             }
@@ -233,10 +244,13 @@ async fn run(url: String, join: Value, sink: ConnSink, mut stop: oneshot::Receiv
 /// Emits `leave` and waits (bounded) for the exchange's `Left Channel`, so the disconnect that
 /// follows cannot overtake it.
 async fn leave(client: &Client, left: &Notify) {
-    let sent = tokio::time::timeout(
-        LEAVE_SEND,
-        client.emit("leave", json!({"channelName": "coindcx"})),
-    )
+    // The price channel first (its answer is not waited for), then the private one.
+    let sent = tokio::time::timeout(LEAVE_SEND, async {
+        client.emit("leave", prices_channel()).await?;
+        client
+            .emit("leave", json!({"channelName": "coindcx"}))
+            .await
+    })
     .await;
     if !matches!(sent, Ok(Ok(()))) {
         log::debug!(target: "upstream", "leave not sent; disconnecting");

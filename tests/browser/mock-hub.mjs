@@ -12,6 +12,7 @@ import { WebSocketServer } from 'ws';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const INDEX_HTML = path.resolve(here, '../../web/index.html');
+const UPLOT_MARKER = "<!--uplot: the hub puts uPlot's CSS and JS here (web/vendor, MIT), no external fetch-->";
 
 // Deterministic PRNG (mulberry32)
 function rng(seed) {
@@ -261,7 +262,10 @@ export class MockHub {
   onHttp(req, res) {
     const u = new URL(req.url, 'http://x');
     if (req.method === 'GET' && (u.pathname === '/' || u.pathname === '/index.html')) {
-      const html = fs.readFileSync(this.indexPath); // re-read: edits show up without restart
+      // re-read: edits show up without restart; uPlot inlined at the marker as the hub does (src/http.rs)
+      const vendor = path.resolve(here, '../../web/vendor');
+      const html = fs.readFileSync(this.indexPath, 'utf8').replace(UPLOT_MARKER, () =>
+        `<style>${fs.readFileSync(path.join(vendor, 'uPlot.min.css'), 'utf8')}</style>\n<script>${fs.readFileSync(path.join(vendor, 'uPlot.iife.min.js'), 'utf8')}</script>`);
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
       return res.end(html);
     }

@@ -79,7 +79,9 @@ test('real hub: page goes green, simulator upstream joined, banner and counters'
   assert.equal(status.upstream.kind, 'simulator');
   assert.equal(status.upstream.state, 'joined');
   assert.equal(status.coindcx_connected, true);
-  assert.equal(status.active_connections, 1);
+  // The page's own socket on demo-a, plus its overview socket on the other demo account.
+  assert.equal(status.accounts['demo-a'].clients, 1);
+  await until(async () => (await hub.status()).active_connections === 2, { timeout: 10000, every: 100, what: 'overview socket on demo-b' });
   assert.ok(await page.isVisible('#sim-banner'), 'simulator banner shown');
   await page.waitForFunction(() => document.getElementById('clients').textContent === '1', null, { timeout: 10000 });
   await page.waitForFunction(() => +document.getElementById('events-rate').textContent > 0, null, { timeout: 15000 });

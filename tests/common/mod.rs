@@ -28,6 +28,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub const API_KEY: &str = "test-api-key";
 pub const API_SECRET: &str = "test-api-secret";
 const ROOM: &str = "coindcx";
+/// The public price channel (joined without a signature).
+pub const PRICES_ROOM: &str = "currentPrices@futures@rt";
 
 /// A fixture file's text (`../shared/coindcx/fixtures/<name>`).
 pub fn fixture_text(name: &str) -> String {
@@ -172,6 +174,11 @@ struct Shared {
     joined: Mutex<HashSet<String>>,
     /// Every event name the fake received, with its count.
     received: Mutex<HashMap<String, usize>>,
+    /// `join`/`leave` of the public price channel (counted apart from the private channel's).
+    price_joins: AtomicUsize,
+    price_leaves: AtomicUsize,
+    /// Socket ids currently in the price channel.
+    priced: Mutex<HashSet<String>>,
 }
 
 struct Running {
@@ -395,9 +402,19 @@ fn on_connect(socket: SocketRef, shared: Arc<Shared>) {
         move |socket: SocketRef, Data(payload): Data<Value>| on_join(socket, payload, sh.clone()),
     );
     let sh = shared.clone();
-    socket.on("leave", move |socket: SocketRef| {
-        on_leave(socket, sh.clone())
-    });
+    socket.on(
+        "leave",
+        move |socket: SocketRef, Data(payload): Data<Value>| {
+            let sh = sh.clone();
+            async move {
+                if payload["channelName"] == PRICES_ROOM {
+                    on_price_leave(socket, sh)
+                } else {
+                    on_leave(socket, sh).await
+                }
+            }
+        },
+    );
     let sh = shared.clone();
     socket.on_disconnect(move |socket: SocketRef| {
         let sh = sh.clone();
@@ -405,11 +422,19 @@ fn on_connect(socket: SocketRef, shared: Arc<Shared>) {
             let id = socket.id.to_string();
             sh.connected.lock().unwrap().remove(&id);
             sh.joined.lock().unwrap().remove(&id);
+            sh.priced.lock().unwrap().remove(&id);
         }
     });
 }
 
 async fn on_join(socket: SocketRef, payload: Value, shared: Arc<Shared>) {
+    if payload["channelName"] == PRICES_ROOM {
+        // Public: no key, no signature (PROTOCOL.md); not counted as a private join.
+        socket.join(PRICES_ROOM);
+        shared.priced.lock().unwrap().insert(socket.id.to_string());
+        shared.price_joins.fetch_add(1, Ordering::SeqCst);
+        return;
+    }
     *shared
         .received
         .lock()
@@ -1066,5 +1091,49 @@ impl NodeFake {
     /// `GET /logs`: recent connects, joins, leaves and disconnects, each `{at (unix ms), sid}`.
     pub async fn logs(&self) -> Value {
         self.ctl("GET", "/logs", None).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The public price channel on the in-process fake (SPEC §9)
+
+fn on_price_leave(socket: SocketRef, shared: Arc<Shared>) {
+    socket.leave(PRICES_ROOM);
+    shared.priced.lock().unwrap().remove(&socket.id.to_string());
+    shared.price_leaves.fetch_add(1, Ordering::SeqCst);
+    let _ = socket.emit(
+        "Left Channel",
+        &serde_json::json!({"channelName": PRICES_ROOM}),
+    );
+}
+
+impl FakeCoinDcx {
+    /// `join`s of the public price channel received.
+    pub fn price_joins(&self) -> usize {
+        self.shared.price_joins.load(Ordering::SeqCst)
+    }
+
+    /// `leave`s of the public price channel received.
+    pub fn price_leaves(&self) -> usize {
+        self.shared.price_leaves.load(Ordering::SeqCst)
+    }
+
+    /// Sockets in the price channel now.
+    pub fn priced_now(&self) -> usize {
+        self.shared.priced.lock().unwrap().len()
+    }
+
+    /// Emits `currentPrices@futures#update` with `data` (the JSON text CoinDCX sends) to the
+    /// price channel.
+    pub async fn emit_prices(&self, data: &Value) {
+        let arg = serde_json::json!({
+            "event": "currentPrices@futures#update",
+            "data": serde_json::to_string(data).unwrap(),
+        });
+        self.io()
+            .to(PRICES_ROOM)
+            .emit("currentPrices@futures#update", &arg)
+            .await
+            .expect("emit to the price channel");
     }
 }

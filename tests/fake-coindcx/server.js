@@ -16,6 +16,7 @@ const KEY = process.env.FAKE_KEY || 'bench-key';
 const SECRET = process.env.FAKE_SECRET || 'bench-secret';
 const SIO = process.env.FAKE_SIO || 'v2';
 const ROOM = 'coindcx';
+const PRICES_ROOM = 'currentPrices@futures@rt';
 const EXPECTED_SIG = crypto.createHmac('sha256', SECRET).update('{"channel":"coindcx"}').digest('hex');
 
 // Wall-clock nanoseconds with sub-microsecond resolution (Date.now() is only ms).
@@ -40,7 +41,7 @@ const stats = {
   joins_ok: 0, joins_failed: 0, total_connects: 0, total_disconnects: 0,
   events_emitted: 0, records_emitted: 0,
   // bookkeeping for black-box tests: join/leave payloads, REST use
-  leaves: 0, last_join: null, last_leave: null, rest_calls: 0,
+  leaves: 0, price_joins: 0, price_leaves: 0, last_join: null, last_leave: null, rest_calls: 0,
 };
 // Recent history, newest last, capped: [{at (unix ms), ...}]. Reset by POST /reset.
 const logs = { connects: [], joins: [], leaves: [], disconnects: [], rest: [] };
@@ -61,6 +62,8 @@ io.on('connection', (socket) => {
   stats.total_connects++;
   logPush('connects', { sid: socket.id });
   socket.on('join', (msg) => {
+    // The public price channel: no signature, counted apart from the private join.
+    if (msg && msg.channelName === PRICES_ROOM) { stats.price_joins++; socket.join(PRICES_ROOM); return; }
     const ok = validJoin(msg);
     stats.last_join = { at: Date.now(), ok, payload: msg === undefined ? null : msg };
     logPush('joins', { sid: socket.id, ok });
@@ -72,6 +75,11 @@ io.on('connection', (socket) => {
     setTimeout(() => socket.disconnect(true), 100);
   });
   socket.on('leave', (msg) => {
+    if (msg && msg.channelName === PRICES_ROOM) {
+      stats.price_leaves++;
+      socket.leave(PRICES_ROOM); socket.emit('Left Channel', { channelName: PRICES_ROOM });
+      return;
+    }
     stats.leaves++;
     stats.last_leave = { at: Date.now(), payload: msg === undefined ? null : msg };
     logPush('leaves', { sid: socket.id });
