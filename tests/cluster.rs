@@ -947,3 +947,120 @@ async fn an_instance_started_while_redis_is_down_serves_and_joins_the_stream_lat
     assert_eq!(v.epoch, epoch);
     task.abort();
 }
+
+/// Two accounts, each at its own exchange, on two instances.
+async fn two_account_hub(
+    alpha: &NodeFake,
+    beta: &NodeFake,
+    url: &str,
+    prefix: &str,
+    name: &str,
+    file: &std::path::Path,
+) -> HubProc {
+    let text = format!(
+        "[[account]]\nname = \"alpha\"\nkey_env = \"ALPHA_KEY\"\nsecret_env = \"ALPHA_SECRET\"\nws_url = \"{}\"\napi_url = \"{}\"\n\n\
+         [[account]]\nname = \"beta\"\nkey_env = \"BETA_KEY\"\nsecret_env = \"BETA_SECRET\"\nws_url = \"{}\"\napi_url = \"{}\"\n",
+        alpha.url(),
+        alpha.ctl_url(),
+        beta.url(),
+        beta.ctl_url()
+    );
+    std::fs::write(file, text).expect("accounts file");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let log = std::env::temp_dir().join(format!("{prefix}-{name}.log"));
+    let mut cmd = std::process::Command::new(HUB_BIN);
+    clean_env(&mut cmd, &std::env::temp_dir())
+        .env("RUST_LOG", "info")
+        .env("HUB_BIND", addr.to_string())
+        .env("HUB_ACCOUNTS_FILE", file)
+        .env("ALPHA_KEY", API_KEY)
+        .env("ALPHA_SECRET", API_SECRET)
+        .env("BETA_KEY", API_KEY)
+        .env("BETA_SECRET", API_SECRET)
+        .env("HUB_REDIS_URL", url)
+        .env("HUB_REDIS_PREFIX", prefix)
+        .env("HUB_INSTANCE_ID", name)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    let child = KillOnDrop(cmd.spawn().expect("hub binary runs"));
+    wait_healthy(addr, WAIT).await;
+    HubProc {
+        name: name.to_string(),
+        addr,
+        child,
+        log,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_account_has_its_own_leader_and_stream() {
+    let url = redis_url();
+    let prefix = Prefix::new(&url);
+    let alpha = NodeFake::start(Sio::V4).await;
+    let beta = NodeFake::start(Sio::V4).await;
+    let file_a = std::env::temp_dir().join(format!("{}-a.toml", prefix.name));
+    let file_b = std::env::temp_dir().join(format!("{}-b.toml", prefix.name));
+    let a = two_account_hub(&alpha, &beta, &url, &prefix.name, "hub-a", &file_a).await;
+    let b = two_account_hub(&alpha, &beta, &url, &prefix.name, "hub-b", &file_b).await;
+    // alpha's clients are on hub-a, beta's on hub-b: each instance leads the account it serves.
+    let on_a = collect(
+        Client::connect(a.addr, "?account=alpha").await,
+        Default::default(),
+    );
+    let alpha_on_b: Shared = Default::default();
+    let beta_on_b: Shared = Default::default();
+    let t1 = collect(
+        Client::connect(b.addr, "?account=beta").await,
+        beta_on_b.clone(),
+    );
+    assert_eq!(alpha.wait_stat("joins_ok", |n| n >= 1, WAIT).await, 1);
+    assert_eq!(beta.wait_stat("joins_ok", |n| n >= 1, WAIT).await, 1);
+    wait_for!(
+        status(b.addr).await["cluster"]["leaders"] == json!({"alpha": "hub-a", "beta": "hub-b"}),
+        WAIT,
+        "one leader per account"
+    );
+    // A client of alpha on hub-b is fed from alpha's stream (hub-b holds no alpha connection).
+    let t2 = collect(
+        Client::connect(b.addr, "?account=alpha").await,
+        alpha_on_b.clone(),
+    );
+    assert!(
+        wait_until(|| !alpha_on_b.lock().unwrap().marks.is_empty(), WAIT).await,
+        "greeted"
+    );
+    start_rate(&alpha, 100, 2).await;
+    wait_run_done(&alpha).await;
+    let seq = stream_seq_of(&url, &prefix.name, "alpha").await;
+    assert!(
+        wait_until(|| alpha_on_b.lock().unwrap().last_seq() == seq, WAIT).await,
+        "alpha's events reached hub-b"
+    );
+    assert_eq!(
+        alpha_on_b.lock().unwrap().check_gap_free().unwrap() as u64,
+        seq
+    );
+    assert_eq!(
+        beta_on_b.lock().unwrap().last_seq(),
+        0,
+        "beta saw none of alpha's"
+    );
+    assert_eq!(stream_seq_of(&url, &prefix.name, "beta").await, 0);
+    assert_eq!(alpha.stat("total_connects").await, 1);
+    assert_eq!(beta.stat("total_connects").await, 1);
+    for t in [on_a, t1, t2] {
+        t.abort();
+    }
+    let _ = std::fs::remove_file(file_a);
+    let _ = std::fs::remove_file(file_b);
+}
+
+async fn stream_seq_of(url: &str, prefix: &str, account: &str) -> u64 {
+    let mut con = redis_con(url).await;
+    let seq: Option<u64> = redis::cmd("GET")
+        .arg(format!("{prefix}:acct:{account}:seq"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    seq.unwrap_or(0)
+}
