@@ -2,7 +2,7 @@
 # Runs every check and test of coindcx-hub: formatting, clippy, the Rust test suite
 # (unit + integration, against in-process fakes and the built-in simulator) and the
 # headless-Chromium tests of the monitor page. Installs what is missing (chromium,
-# node modules) when it can.
+# redis-server, node modules) when it can, and starts a Redis where none answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +28,37 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   else
     echo "systemd-analyze is not installed (sudo apt-get install -y systemd): tests/deploy.rs will skip the unit check" >&2
   fi
+fi
+
+step "redis on 127.0.0.1:6379 for the cluster tests"
+# Cluster mode (HUB_REDIS_URL) is tested against a real Redis: src/cluster unit tests and
+# tests/cluster.rs use the local one (each test under its own key prefix, deleted after); the
+# Redis-restart test starts a redis-server of its own on a free port.
+redis_ping() {
+  if command -v redis-cli >/dev/null 2>&1; then
+    [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]
+  else
+    # No client yet: ask with bash's /dev/tcp (RESP inline command).
+    exec 3<>/dev/tcp/127.0.0.1/6379 2>/dev/null || return 1
+    printf 'PING\r\n' >&3
+    local answer=""
+    read -r -t 2 answer <&3 || true
+    exec 3>&-
+    [ "${answer%$'\r'}" = "+PONG" ]
+  fi
+}
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "redis-server is not installed: sudo apt-get install -y redis-server" >&2
+    exit 1
+  fi
+fi
+if ! redis_ping; then
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+  for _ in $(seq 1 100); do redis_ping && break; sleep 0.1; done
+  redis_ping || { echo "redis-server did not answer on 127.0.0.1:6379" >&2; exit 1; }
 fi
 
 step "cargo test (unit + integration)"

@@ -244,6 +244,22 @@ pub struct Settings {
           value_parser = whole::<0, { u64::MAX }>, global = true, hide_env_values = true)]
     pub sim_seed: u64,
 
+    /// Cluster mode: several instances on this Redis act as one (redis://host:port/db). Empty =
+    /// single process, no Redis
+    #[arg(long, env = "HUB_REDIS_URL", value_name = "URL", value_parser = text,
+          global = true, hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Key prefix in Redis: instances with the same prefix form one cluster
+    #[arg(long, env = "HUB_REDIS_PREFIX", default_value = "coindcx-hub", value_name = "PREFIX",
+          value_parser = text, global = true, hide_env_values = true)]
+    pub redis_prefix: String,
+
+    /// This instance's id in the cluster registry. Empty = a random one per start
+    #[arg(long, env = "HUB_INSTANCE_ID", value_name = "ID", value_parser = text,
+          global = true, hide_env_values = true)]
+    pub instance_id: Option<String>,
+
     /// Log filter (env_logger syntax, e.g. info,upstream=debug)
     #[arg(long, env = "RUST_LOG", default_value = "info", value_name = "FILTER",
           value_parser = text, global = true, hide_env_values = true)]
@@ -494,7 +510,7 @@ pub struct Effective {
 }
 
 /// The effective value of every setting in `matches`, secrets (`*_SECRET`, `*_TOKEN`,
-/// `*_KEY`) masked.
+/// `*_KEY`, `*_REDIS_URL`) masked.
 pub fn effective(matches: &ArgMatches) -> Vec<Effective> {
     use clap::parser::ValueSource;
     let cmd = Cli::command();
@@ -510,7 +526,8 @@ pub fn effective(matches: &ArgMatches) -> Vec<Effective> {
             .map(|vals| vals.map(|v| v.to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
         let value = raw.join(",");
-        let secret = ["_SECRET", "_TOKEN", "_KEY"]
+        // A Redis URL may carry a password (redis://:pw@host).
+        let secret = ["_SECRET", "_TOKEN", "_KEY", "_REDIS_URL"]
             .iter()
             .any(|suffix| var.ends_with(suffix));
         let shown = match (value.trim().is_empty(), secret) {

@@ -25,6 +25,7 @@
 
 pub mod accounts;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod decimal;
 pub mod hosts;
@@ -159,19 +160,22 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         }
     };
     let mut tasks = Vec::new();
-    let accounts = Registry::new(
-        sources
-            .into_iter()
-            .map(|source| {
-                let (hub, task) = prepare_account(&config, &source);
-                tasks.push(task);
-                accounts::registry::Account {
-                    hub,
-                    name: source.name,
-                }
-            })
-            .collect(),
-    );
+    let mut served = Vec::new();
+    // One id per process for every account's node (cluster mode only).
+    let instance = config
+        .settings
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    for source in sources {
+        let (hub, task) = prepare_account(&config, &source, &instance).await?;
+        tasks.push(task);
+        served.push(accounts::registry::Account {
+            hub,
+            name: source.name,
+        });
+    }
+    let accounts = Registry::new(served);
     let state = web::Data::new(http::AppState::new(
         accounts.clone(),
         Arc::new(config.clone()),
@@ -221,7 +225,11 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
 }
 
 /// One account's hub (not yet running) and upstream supervisor, with their own metrics registry.
-fn prepare_account(config: &Config, source: &Source) -> (HubHandle, hub::HubTask) {
+async fn prepare_account(
+    config: &Config,
+    source: &Source,
+    instance: &str,
+) -> std::io::Result<(HubHandle, hub::HubTask)> {
     let metrics = Arc::new(Metrics::new());
     let (records_tx, records) = upstream::record_queue(UPSTREAM_QUEUE, config.upstream_queue_bytes);
     let held_open = upstream::account::HeldOpen::default();
@@ -248,7 +256,29 @@ fn prepare_account(config: &Config, source: &Source) -> (HubHandle, hub::HubTask
             metrics: metrics.clone(),
         },
     );
-    hub::prepare(
+    // Cluster mode: the node stands between the hub and the supervisor (only the lease
+    // holder's upstream runs) and the account's Redis stream numbers and carries the events.
+    let (supervisor, cluster) = match config.settings.redis_url.clone() {
+        None => (supervisor, None),
+        Some(url) => {
+            let gauge = metrics.clients.clone();
+            let (link, supervisor) = cluster::node::start(
+                cluster::node::ClusterSettings {
+                    url,
+                    prefix: config.settings.redis_prefix.clone(),
+                    instance: instance.to_string(),
+                    account: source.name.clone(),
+                    history: config.history,
+                },
+                supervisor,
+                Arc::new(move || gauge.get().max(0) as usize),
+            )
+            .await
+            .map_err(|e| std::io::Error::other(format!("HUB_REDIS_URL: {e}")))?;
+            (supervisor, Some(link))
+        }
+    };
+    Ok(hub::prepare_with(
         HubSettings {
             epoch: uuid::Uuid::new_v4().to_string(),
             upstream_kind: config.upstream.as_str(),
@@ -265,7 +295,8 @@ fn prepare_account(config: &Config, source: &Source) -> (HubHandle, hub::HubTask
             supervisor,
             held_open,
         },
-    )
+        cluster,
+    ))
 }
 
 /// A listening socket like actix's own `bind` makes (address reuse, backlog 1024): connection

@@ -56,6 +56,9 @@ const SETTINGS: &[(&str, &str, Option<&str>)] = &[
     ("HUB_SIM_BIND", "--sim-bind", Some("127.0.0.1:8010")),
     ("HUB_SIM_RATE", "--sim-rate", Some("2")),
     ("HUB_SIM_SEED", "--sim-seed", Some("42")),
+    ("HUB_REDIS_URL", "--redis-url", None),
+    ("HUB_REDIS_PREFIX", "--redis-prefix", Some("coindcx-hub")),
+    ("HUB_INSTANCE_ID", "--instance-id", None),
     ("RUST_LOG", "--log", Some("info")),
 ];
 

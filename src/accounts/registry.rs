@@ -68,8 +68,13 @@ impl Registry {
     pub fn status_json(&self) -> Value {
         let mut doc = self.first().hub.status.to_json();
         let mut accounts = Map::new();
+        let mut leaders = Map::new();
         for a in &self.accounts {
             let one = a.hub.status.to_json();
+            // Cluster mode: each account has its own leader; the top-level view names them all.
+            if let Some(leader) = one["cluster"]["leaders"].get(&a.name) {
+                leaders.insert(a.name.clone(), leader.clone());
+            }
             accounts.insert(
                 a.name.clone(),
                 json!({
@@ -82,6 +87,9 @@ impl Registry {
                     "held": one["held"],
                 }),
             );
+        }
+        if doc["cluster"].is_object() {
+            doc["cluster"]["leaders"] = Value::Object(leaders);
         }
         doc["active_connections"] = json!(self.active());
         doc["accounts"] = Value::Object(accounts);

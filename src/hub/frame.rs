@@ -42,8 +42,33 @@ pub fn record_frame<D: Serialize>(
     reconciled: bool,
     data: D,
 ) -> Frame {
+    record_frame_with_id(
+        Uuid::new_v4(),
+        epoch,
+        seq,
+        kind,
+        event,
+        received_at,
+        reconciled,
+        data,
+    )
+}
+
+/// [`record_frame`] with a given id: in cluster mode the leader picks it, so one event has one
+/// id on every instance.
+#[allow(clippy::too_many_arguments)]
+pub fn record_frame_with_id<D: Serialize>(
+    id: Uuid,
+    epoch: &str,
+    seq: u64,
+    kind: &str,
+    event: &str,
+    received_at: DateTime<Utc>,
+    reconciled: bool,
+    data: D,
+) -> Frame {
     encode(&Envelope {
-        id: Uuid::new_v4(),
+        id,
         seq: Some(seq),
         epoch,
         kind,

@@ -12,6 +12,7 @@
 //! - Because one task assigns seqs and serves joins, a new client's snapshot at seq N is always
 //!   followed by exactly the events from N+1: no gap, no duplicate.
 
+mod clustered;
 mod finished;
 pub mod frame;
 pub mod history;
@@ -191,6 +192,10 @@ pub struct Hub {
     shutting_down: bool,
     /// Frames of the current hub cycle, sent to every client as one batch when it ends.
     pending: Vec<Frame>,
+    /// Cluster mode: records go to the stream and come back from it sequenced (see `clustered`).
+    cluster: Option<clustered::Side>,
+    /// Records judged news and sent on (numbered here, or offered to the cluster's stream).
+    delivered: u64,
     /// Latest mark prices (public channel) and the `pnl` frame throttle.
     marks: pnl::Marks,
     pnl: pnl::Throttle,
@@ -219,7 +224,26 @@ pub fn prepare(
     metrics: Arc<Metrics>,
     upstream: UpstreamInputs,
 ) -> (HubHandle, HubTask) {
-    let status = Arc::new(Status::new(settings.epoch.clone(), settings.upstream_kind));
+    prepare_with(settings, metrics, upstream, None)
+}
+
+/// [`prepare`], in cluster mode when `cluster` is given: `seq`, `epoch`, state and history come
+/// from the account's Redis stream, and the records this hub judges news are offered to it.
+pub fn prepare_with(
+    mut settings: HubSettings,
+    metrics: Arc<Metrics>,
+    upstream: UpstreamInputs,
+    cluster: Option<crate::cluster::node::ClusterLink>,
+) -> (HubHandle, HubTask) {
+    let initial = cluster.as_ref().and_then(|c| c.initial.as_ref());
+    if let Some((loaded, _)) = initial {
+        settings.epoch = loaded.epoch.clone();
+    }
+    let mut status = Status::new(settings.epoch.clone(), settings.upstream_kind);
+    if let Some(c) = &cluster {
+        status = status.with_cluster(c.view.clone());
+    }
+    let status = Arc::new(status);
     let (tx, commands) = mpsc::channel(1024);
     let hub = Hub {
         history: History::new(settings.history, settings.history_bytes),
@@ -243,10 +267,16 @@ pub fn prepare(
         unknown_events: Default::default(),
         shutting_down: false,
         pending: Vec::new(),
+        cluster: None,
+        delivered: 0,
         marks: Default::default(),
         pnl: Default::default(),
     };
     metrics.set_upstream_state("idle");
+    let mut hub = hub;
+    if let Some(link) = cluster {
+        hub.attach(link);
+    }
     let handle = HubHandle {
         tx,
         status,
@@ -283,6 +313,7 @@ impl Hub {
                     self.check_gap();
                 }
                 Some(report) = self.upstream.reports.recv() => self.on_report(report),
+                Some(incoming) = clustered::next(&mut self.cluster) => self.on_incoming(incoming),
                 _ = sweep.tick() => {
                     if !self.clients.is_empty() {
                         self.offer(heartbeat.clone());
@@ -481,10 +512,29 @@ impl Hub {
     /// Sequences, stores, records in history and fans out a record already judged news.
     /// `missing`: a held-open order the reconcile could not account for (see `reports`).
     fn deliver(&mut self, rec: Record, at: DateTime<Utc>, reconciled: bool, missing: bool) {
+        self.delivered += 1;
+        if let Some(side) = &self.cluster {
+            // The stream numbers it; it comes back through `on_incoming` on every instance.
+            side.offer(rec, at, reconciled, missing);
+            return;
+        }
         self.seq += 1;
+        self.commit(uuid::Uuid::new_v4(), rec, at, reconciled, missing);
+    }
+
+    /// Stores, records in history and fans out a record numbered `self.seq`.
+    fn commit(
+        &mut self,
+        id: uuid::Uuid,
+        rec: Record,
+        at: DateTime<Utc>,
+        reconciled: bool,
+        missing: bool,
+    ) {
         let kind = rec.kind;
         let updated_at = rec.updated_at;
-        let bytes = frame::record_frame(
+        let bytes = frame::record_frame_with_id(
+            id,
             &self.settings.epoch,
             self.seq,
             kind.frame_type(),

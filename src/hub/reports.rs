@@ -97,7 +97,8 @@ impl Hub {
     /// A held-open order that REST lists nowhere goes out with `"reconcile": "missing_from_rest"`.
     fn reconcile(&mut self, view: AccountView, fetched_at: DateTime<Utc>) {
         let now = Utc::now();
-        let before = self.seq;
+        // Counted as delivered, not by seq: in cluster mode the stream numbers them later.
+        let before = self.delivered;
         let mut candidates: Vec<Record> = Vec::new();
         for (kind, items) in [
             (Kind::Order, view.open_orders),
@@ -140,7 +141,7 @@ impl Hub {
         for rec in missing {
             self.deliver(rec, now, true, true);
         }
-        let changes = self.seq - before;
+        let changes = self.delivered - before;
         self.metrics.reconcile_changes.inc_by(changes);
         log::info!(target: "hub", "reconcile: {changes} record(s) differed from the stream");
     }

@@ -2,12 +2,13 @@
 //! atomics and one small mutex, written by the hub, never held across an await.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use crate::cluster::node::ClusterView;
 use crate::hub::frame::timestamp;
 use crate::upstream::UpstreamState;
 
@@ -23,6 +24,9 @@ pub struct Status {
     /// Sizes of what the hub holds (bounded by `HUB_HISTORY` and the terminal-order cap).
     pub held: Held,
     upstream: Mutex<UpstreamInfo>,
+    /// Cluster mode only: the stream's epoch changes when Redis lost its data.
+    live_epoch: Mutex<Option<String>>,
+    pub cluster: Option<Arc<ClusterView>>,
 }
 
 #[derive(Default)]
@@ -60,7 +64,25 @@ impl Status {
                 last_event_at: None,
                 reconnects: 0,
             }),
+            live_epoch: Mutex::new(None),
+            cluster: None,
         }
+    }
+
+    /// Cluster mode: `/ws/status` shows the cluster and `/readyz` follows Redis.
+    pub fn with_cluster(mut self, view: Arc<ClusterView>) -> Self {
+        self.cluster = Some(view);
+        self
+    }
+
+    /// The epoch clients are told now (the start epoch unless the cluster's stream changed it).
+    pub fn current_epoch(&self) -> String {
+        let live = self.live_epoch.lock().unwrap_or_else(|e| e.into_inner());
+        live.clone().unwrap_or_else(|| self.epoch.clone())
+    }
+
+    pub fn set_epoch(&self, epoch: &str) {
+        *self.live_epoch.lock().unwrap_or_else(|e| e.into_inner()) = Some(epoch.to_string());
     }
 
     fn info(&self) -> std::sync::MutexGuard<'_, UpstreamInfo> {
@@ -92,8 +114,9 @@ impl Status {
 
     /// The `/ws/status` document.
     pub fn to_json(&self) -> Value {
+        let epoch = self.current_epoch();
         let info = self.info();
-        json!({
+        let mut doc = json!({
             "active_connections": self.active.load(Ordering::SeqCst),
             "coindcx_connected": self.joined.load(Ordering::SeqCst),
             "upstream": {
@@ -106,7 +129,7 @@ impl Status {
             },
             "events_total": self.events_total.load(Ordering::Relaxed),
             "seq": self.seq.load(Ordering::SeqCst),
-            "epoch": self.epoch,
+            "epoch": epoch,
             "held": {
                 "history": self.held.history.load(Ordering::Relaxed),
                 "orders": self.held.orders.load(Ordering::Relaxed),
@@ -115,11 +138,27 @@ impl Status {
                 "balances": self.held.balances.load(Ordering::Relaxed),
             },
             "uptime_s": self.started.elapsed().as_secs(),
-        })
+        });
+        if let Some(cluster) = &self.cluster {
+            doc["cluster"] = cluster.to_json();
+        }
+        doc
     }
 
     /// `Ok` when clients can be served (SPEC §2 `/readyz`), else the reason.
     pub fn readiness(&self) -> Result<(), String> {
+        if let Some(cluster) = &self.cluster {
+            // The upstream is the leader's (maybe another instance's): this instance can serve
+            // while it can follow the stream.
+            if !cluster.redis_ok.load(Ordering::SeqCst) {
+                return Err("redis unreachable: serving what this instance holds".into());
+            }
+            let info = self.info();
+            if info.state == UpstreamState::AuthFailed {
+                return Err(format!("upstream auth_failed: {}", info.detail));
+            }
+            return Ok(());
+        }
         let info = self.info();
         match info.state {
             UpstreamState::Joined => Ok(()),

@@ -100,6 +100,13 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
+    /// A handle whose commands arrive on the returned receiver: something that stands between
+    /// the hub and the real supervisor (cluster mode's node) looks like one to the hub.
+    pub fn channel() -> (Supervisor, mpsc::UnboundedReceiver<Command>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Supervisor { tx }, rx)
+    }
+
     pub fn send(&self, cmd: Command) {
         let _ = self.tx.send(cmd);
     }
