@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
@@ -56,21 +55,15 @@ async fn two_account_hub(
 ) -> (coindcx_hub::RunningHub, TempDir) {
     let _ = env_logger::builder().is_test(true).try_init();
     let (dir, path) = accounts_file(a, b);
-    let mut map: HashMap<String, String> = [
+    let base = [
         ("HUB_BIND", "127.0.0.1:0"),
         ("HUB_ACCOUNTS_FILE", path.as_str()),
         ("ALPHA_KEY", "key-a"),
         ("ALPHA_SECRET", "secret-a"),
         ("BETA_KEY", "key-b"),
         ("BETA_SECRET", beta_secret),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    for (k, v) in extra {
-        map.insert(k.to_string(), v.to_string());
-    }
-    let config = coindcx_hub::config::Config::from_lookup(|k| map.get(k).cloned()).expect("config");
+    ];
+    let config = config_from(&base, extra);
     (coindcx_hub::start(config).await.expect("hub starts"), dir)
 }
 

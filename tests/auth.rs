@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -518,11 +517,7 @@ async fn max_clients_per_ip_answers_429() {
 fn config(
     pairs: &[(&str, &str)],
 ) -> Result<coindcx_hub::config::Config, coindcx_hub::config::ConfigError> {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    coindcx_hub::config::Config::from_lookup(|k| map.get(k).cloned())
+    common::try_config_from(pairs, &[])
 }
 
 #[test]

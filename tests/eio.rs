@@ -395,18 +395,7 @@ async fn sigterm_leaves_a_socketio_2_server_first() {
 async fn scripted_hub(addr: std::net::SocketAddr, eio: &str) -> coindcx_hub::RunningHub {
     let url = format!("http://{addr}");
     let rest = format!("http://127.0.0.1:{}", common::free_port());
-    let mut map = std::collections::HashMap::new();
-    for (k, v) in [
-        ("HUB_BIND", "127.0.0.1:0"),
-        ("COINDCX_API_KEY", common::API_KEY),
-        ("COINDCX_API_SECRET", common::API_SECRET),
-        ("COINDCX_WS_URL", url.as_str()),
-        ("COINDCX_API_URL", rest.as_str()),
-        ("COINDCX_EIO", eio),
-    ] {
-        map.insert(k.to_string(), v.to_string());
-    }
-    let config = coindcx_hub::config::Config::from_lookup(|k| map.get(k).cloned()).unwrap();
+    let config = common::hub_config_for(&url, &rest, &[("COINDCX_EIO", eio)]);
     coindcx_hub::start(config).await.unwrap()
 }
 

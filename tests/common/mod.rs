@@ -476,6 +476,25 @@ async fn on_leave(socket: SocketRef, shared: Arc<Shared>) {
 // ---------------------------------------------------------------------------------------------
 // The hub
 
+/// A configuration from `base` settings with `extra` on top (later entries win), read through
+/// `Config::from_lookup` like the environment: nothing of the test process's environment leaks in.
+pub fn try_config_from(
+    base: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> Result<coindcx_hub::config::Config, coindcx_hub::config::ConfigError> {
+    let map: HashMap<String, String> = base
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    coindcx_hub::config::Config::from_lookup(|k| map.get(k).cloned())
+}
+
+/// [`try_config_from`] that must succeed.
+pub fn config_from(base: &[(&str, &str)], extra: &[(&str, &str)]) -> coindcx_hub::config::Config {
+    try_config_from(base, extra).expect("valid test config")
+}
+
 /// Hub configuration pointing at `fake`, plus `extra` overrides.
 pub fn hub_config(fake: &FakeCoinDcx, extra: &[(&str, &str)]) -> coindcx_hub::config::Config {
     hub_config_for(&fake.url(), &fake.url(), extra)
@@ -805,19 +824,14 @@ impl NodeFake {
 /// `extra` settings.
 pub async fn start_sim_hub(extra: &[(&str, &str)]) -> coindcx_hub::RunningHub {
     let _ = env_logger::builder().is_test(true).try_init();
-    let mut map: HashMap<String, String> = [
+    let base = [
         ("HUB_BIND", "127.0.0.1:0"),
         ("HUB_SIM_BIND", "127.0.0.1:0"),
         ("HUB_SIM_RATE", "0"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    for (k, v) in extra {
-        map.insert(k.to_string(), v.to_string());
-    }
-    let config = coindcx_hub::config::Config::from_lookup(|k| map.get(k).cloned()).expect("config");
-    coindcx_hub::start(config).await.expect("hub starts")
+    ];
+    coindcx_hub::start(config_from(&base, extra))
+        .await
+        .expect("hub starts")
 }
 
 /// Waits until `hub_reconcile_runs_total{result="ok"}` of a running hub reaches `runs`.
@@ -940,16 +954,14 @@ pub fn hub_config_for(
     api_url: &str,
     extra: &[(&str, &str)],
 ) -> coindcx_hub::config::Config {
-    let mut map: HashMap<String, String> = HashMap::new();
-    map.insert("HUB_BIND".into(), "127.0.0.1:0".into());
-    map.insert("COINDCX_API_KEY".into(), API_KEY.into());
-    map.insert("COINDCX_API_SECRET".into(), API_SECRET.into());
-    map.insert("COINDCX_WS_URL".into(), ws_url.into());
-    map.insert("COINDCX_API_URL".into(), api_url.into());
-    for (k, v) in extra {
-        map.insert(k.to_string(), v.to_string());
-    }
-    coindcx_hub::config::Config::from_lookup(|k| map.get(k).cloned()).expect("valid test config")
+    let base = [
+        ("HUB_BIND", "127.0.0.1:0"),
+        ("COINDCX_API_KEY", API_KEY),
+        ("COINDCX_API_SECRET", API_SECRET),
+        ("COINDCX_WS_URL", ws_url),
+        ("COINDCX_API_URL", api_url),
+    ];
+    config_from(&base, extra)
 }
 
 /// The hub binary on `addr` with the exchange at `ws_url` / `api_url`, logging at `log`.
