@@ -142,18 +142,10 @@ impl Hub {
                 self.history = History::new(self.settings.history, self.settings.history_bytes);
                 self.load(loaded, history);
                 if !self.clients.is_empty() {
-                    let resync = frame::hub_frame(
-                        &self.settings.epoch,
-                        "resync",
-                        json!({"reason": "joined the cluster's stream (Redis was down at start)", "since": old.0, "epoch": old.1}),
+                    self.start_clients_over(
+                        "joined the cluster's stream (Redis was down at start)",
+                        old,
                     );
-                    self.fan_out(&resync);
-                    let snapshot = frame::hub_frame(
-                        &self.settings.epoch,
-                        "snapshot",
-                        self.state.snapshot(self.seq),
-                    );
-                    self.fan_out(&snapshot);
                 }
             }
             Incoming::Entries(entries) => {
@@ -192,6 +184,23 @@ impl Hub {
         );
     }
 
+    /// Tells every client that its `seq` values from `old` (seq, epoch) no longer hold: a
+    /// `resync`, then a snapshot at the hub's current seq and epoch.
+    fn start_clients_over(&mut self, reason: &str, old: (u64, String)) {
+        let resync = frame::hub_frame(
+            &self.settings.epoch,
+            "resync",
+            json!({"reason": reason, "since": old.0, "epoch": old.1}),
+        );
+        self.fan_out(&resync);
+        let snapshot = frame::hub_frame(
+            &self.settings.epoch,
+            "snapshot",
+            self.state.snapshot(self.seq),
+        );
+        self.fan_out(&snapshot);
+    }
+
     /// The stream moved on without this hub (new epoch, or entries it can no longer read):
     /// every client starts over from a snapshot at the entry before `e`.
     fn resync_all(&mut self, e: &Entry) {
@@ -206,18 +215,7 @@ impl Hub {
         self.status.set_epoch(&e.epoch);
         self.seq = e.seq - 1;
         self.history = History::new(self.settings.history, self.settings.history_bytes);
-        let resync = frame::hub_frame(
-            &self.settings.epoch,
-            "resync",
-            json!({"reason": reason, "since": old.0, "epoch": old.1}),
-        );
-        self.fan_out(&resync);
-        let snapshot = frame::hub_frame(
-            &self.settings.epoch,
-            "snapshot",
-            self.state.snapshot(self.seq),
-        );
-        self.fan_out(&snapshot);
+        self.start_clients_over(reason, old);
         self.metrics
             .resumes
             .with_label_values(&["resync"])
