@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use actix_web::body::MessageBody;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -261,11 +262,11 @@ async fn upgrade(
             release_count(&per_user, &user);
         }
     });
-    let (response, session, stream) = match actix_ws::handle(&req, body) {
-        Ok(parts) => parts,
+    let mut response = match actix_http::ws::handshake(req.head()) {
+        Ok(response) => response,
         Err(e) => {
             drop(release);
-            return Err(e);
+            return Err(e.into());
         }
     };
     let expires = match grant.until {
@@ -278,11 +279,47 @@ async fn upgrade(
             Some(tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now)))
         }
     };
-    let hub = hub.clone();
+    // Joined before the 101 goes out: the body starts with the snapshot or the replay.
+    let link = std::rc::Rc::new(crate::ws::Link::default());
+    let (ws_body, entry) = match hub.join(resume).await {
+        Some(joined) => {
+            let (ws_body, gone) = crate::ws::Body::new(
+                link.clone(),
+                hub.status.clone(),
+                joined.initial,
+                Some(joined.frames),
+            );
+            let entry = crate::session::Entry {
+                client_id: joined.client_id,
+                close: joined.close,
+            };
+            (ws_body, (gone, Some(entry)))
+        }
+        None => {
+            // Shutting down: the client gets the 101 and at once a 1001 close.
+            link.close(crate::ws::Closing {
+                reason: crate::hub::GOING_AWAY,
+                drain: false,
+            });
+            let (ws_body, gone) =
+                crate::ws::Body::new(link.clone(), hub.status.clone(), Vec::new(), None);
+            (ws_body, (gone, None))
+        }
+    };
+    let (gone, entry) = entry;
+    let conn = crate::session::Conn {
+        link,
+        gone,
+        reader: crate::ws::Reader::new(body, crate::session::MAX_CLIENT_FRAME),
+    };
     actix_web::rt::spawn(crate::session::run(
-        hub, session, stream, resume, expires, release,
+        hub.clone(),
+        conn,
+        entry,
+        expires,
+        release,
     ));
-    Ok(response)
+    Ok(response.message_body(ws_body.boxed())?.into())
 }
 
 fn release_ip(per_ip: &Mutex<HashMap<IpAddr, usize>>, ip: Option<IpAddr>, cap: usize) {

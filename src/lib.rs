@@ -39,6 +39,7 @@ pub mod session;
 pub mod signing;
 pub mod simulator;
 pub mod upstream;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;

@@ -5,8 +5,50 @@ use bytestring::ByteString;
 
 /// One serialized frame, shared by every client (cloning is a reference count).
 pub type Frame = ByteString;
-/// The frames of one hub cycle, shared by every client's queue.
-pub type Batch = std::sync::Arc<[Frame]>;
+
+/// The frames of one hub cycle, shared by every client's queue (cloning is a reference count).
+/// The WebSocket encoding of all of them, headers included, is built once here, so a client's
+/// connection writes the whole batch as one chunk: no per-client, per-frame encoding.
+#[derive(Clone)]
+pub struct Batch(std::sync::Arc<BatchInner>);
+
+struct BatchInner {
+    frames: Box<[Frame]>,
+    wire: bytes::Bytes,
+}
+
+impl Batch {
+    pub fn new(frames: Vec<Frame>) -> Batch {
+        let mut wire =
+            bytes::BytesMut::with_capacity(frames.iter().map(|f| f.len() + 10).sum::<usize>());
+        for frame in &frames {
+            crate::ws::encode_text(frame.as_bytes(), &mut wire);
+        }
+        Batch(std::sync::Arc::new(BatchInner {
+            frames: frames.into_boxed_slice(),
+            wire: wire.freeze(),
+        }))
+    }
+
+    /// Every frame of the batch as WebSocket text frames, back to back.
+    pub fn wire(&self) -> &bytes::Bytes {
+        &self.0.wire
+    }
+}
+
+impl std::ops::Deref for Batch {
+    type Target = [Frame];
+
+    fn deref(&self) -> &[Frame] {
+        &self.0.frames
+    }
+}
+
+impl FromIterator<Frame> for Batch {
+    fn from_iter<I: IntoIterator<Item = Frame>>(iter: I) -> Batch {
+        Batch::new(iter.into_iter().collect())
+    }
+}
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;

@@ -289,7 +289,7 @@ impl Hub {
     async fn run(mut self) {
         let mut sweep = tokio::time::interval(HEARTBEAT_SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let heartbeat: Batch = Arc::new([]);
+        let heartbeat = Batch::new(Vec::new());
         loop {
             // Whatever the last branch produced goes out now, as one batch per client.
             self.flush();
@@ -353,7 +353,7 @@ impl Hub {
                 self.shutting_down = true;
                 self.flush();
                 let frame = frame::system_frame(&self.settings.epoch, "shutting down", json!({}));
-                let notice: Batch = Arc::new([frame]);
+                let notice = Batch::new(vec![frame]);
                 for (_, client) in self.clients.drain() {
                     let _ = client.tx.try_send(notice.clone());
                     let _ = client.close.send(GOING_AWAY);
