@@ -311,6 +311,7 @@ async fn upgrade(
         link,
         gone,
         reader: crate::ws::Reader::new(body, crate::session::MAX_CLIENT_FRAME),
+        fd: req.conn_data::<crate::ws::ConnFd>().copied(),
     };
     actix_web::rt::spawn(crate::session::run(
         hub.clone(),

@@ -15,7 +15,7 @@
 //! | REST | [`rest`] | signed futures REST client (reconcile, example script) |
 //! | typed events | [`normalize`], [`record`], [`decimal`] | `data` text → one [`record::Record`] per array element; decimals as [`decimal::ExactDecimal`] |
 //! | fan-out | [`hub`] | the hub task: seq, state, history, per-client bounded queues, eviction; [`hub::pnl`]: live marks and unrealized PnL (`pnl` frames) |
-//! | browser socket | [`session`] | one actix-ws connection: frames out, pings, limits |
+//! | browser socket | [`ws`], [`session`] | one connection: [`ws::Body`] writes the hub's pre-encoded batches and the pings straight into the 101 response; the session task reads client frames, holds the deadlines and limits, decides closes |
 //! | routes | [`http`] | `/`, `/ws`, `/ws/coindcx`, `/ws/status`, `/healthz`, `/readyz`, `/metrics` |
 //! | who may ask | [`hosts`] | the `Host` and `Origin` values served (DNS-rebinding defence) |
 //! | observability | [`metrics`] | Prometheus counters for every drop, eviction and skip |
@@ -197,10 +197,11 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         }
         App::new().app_data(state.clone()).configure(http::routes)
     })
-    .on_connect(|conn, _| {
+    .on_connect(|conn, data| {
         // Nagle's algorithm adds tens of ms to small frames.
         if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
             let _ = tcp.set_nodelay(true);
+            data.insert(ws::ConnFd::of(tcp));
         }
     })
     // A connection that never completes its request head is dropped after this.

@@ -96,6 +96,8 @@ pub struct Conn {
     /// Fires when the connection's body is dropped: the connection is gone.
     pub gone: oneshot::Receiver<()>,
     pub reader: Reader,
+    /// The socket, to reset a connection that does not take its close in time.
+    pub fd: Option<crate::ws::ConnFd>,
 }
 
 /// The client's entry in the hub: its id and the hub's close signal.
@@ -150,7 +152,14 @@ pub async fn run<F: FnOnce()>(
                 CLOSE_TIMEOUT
             };
             conn.link.close(closing);
-            let _ = tokio::time::timeout(wait, conn.gone).await;
+            if tokio::time::timeout(wait, conn.gone).await.is_err() {
+                // The client does not read: the body is never polled to send the close.
+                // Checked on the dispatcher's thread: the body, so the socket, is alive.
+                if let Some(fd) = conn.fd {
+                    log::info!(target: "hub", "client does not take its close ({}): connection reset", reason.metric);
+                    fd.reset();
+                }
+            }
         }
     }
 }

@@ -86,6 +86,32 @@ pub fn encode_close(code: u16, reason: &str, out: &mut BytesMut) {
     encode_control(0x8, &payload, out);
 }
 
+/// The connection's socket, noted when it is accepted, so a session can reset a connection
+/// whose client stopped reading: actix keeps flushing to such a client forever, and the body
+/// is never polled again to end it.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnFd(std::os::fd::RawFd);
+
+impl ConnFd {
+    pub fn of(tcp: &actix_web::rt::net::TcpStream) -> ConnFd {
+        use std::os::fd::AsRawFd;
+        ConnFd(tcp.as_raw_fd())
+    }
+
+    /// Resets the connection (RST, buffers freed); actix's dispatcher then sees the error and
+    /// drops it. Only for a connection whose body is still alive: the body lives inside the
+    /// dispatcher that owns the socket, and the session runs on the same thread, so the
+    /// descriptor is still this connection's.
+    pub fn reset(self) {
+        // SAFETY: see above: the caller checked, on the dispatcher's thread, that the body
+        // (and so the socket) is alive; the descriptor is only borrowed, not closed.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) };
+        let sock = socket2::SockRef::from(&fd);
+        let _ = sock.set_linger(Some(Duration::ZERO));
+        let _ = sock.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 /// How the session wants the connection closed.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Closing {

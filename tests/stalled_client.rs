@@ -2,7 +2,8 @@
 //!
 //! - A client that resumes a long replay and then never reads (4 KiB receive buffer, raw
 //!   upgrade by hand) is closed within the heartbeat deadline even on a quiet stream: its slot
-//!   is released and, once the reading client leaves too, the exchange connection goes idle.
+//!   is released, its connection reset, and, once the reading client leaves too, the exchange
+//!   connection goes idle.
 //! - A TCP reset or a plain EOF from a client is counted as `gone`, never as `bad_frame`.
 
 mod common;
@@ -159,7 +160,30 @@ async fn client_that_never_reads_is_closed_within_the_heartbeat_deadline() {
         hub.hub.status.to_json()
     );
     assert_eq!(fake.connects(), 1);
-    drop(stalled);
+
+    // Its connection is torn down (reset), not left to actix, which would go on flushing the
+    // replay to it for as long as it stays connected. The client reads at most what its
+    // socket buffer held, then the reset.
+    let mut stalled = stalled;
+    let mut read = 0usize;
+    let torn = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stalled.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
+    assert!(
+        torn.is_ok(),
+        "the stalled connection is still open after {read} bytes"
+    );
+    assert!(
+        read < 1 << 20,
+        "the hub kept sending after the close: {read} bytes"
+    );
     hub.shutdown().await;
 }
 
