@@ -291,6 +291,8 @@ async fn stream_check(t: &Target) -> Vec<Outcome> {
         &t.ws_url,
         &t.api_key,
         &t.api_secret,
+        // The check is about the private stream; the price channel needs no credentials.
+        false,
         Arc::new(Metrics::new()),
     );
     let (records_tx, mut records) = crate::upstream::record_queue(256, 1 << 20);

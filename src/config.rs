@@ -149,6 +149,12 @@ pub struct Settings {
           value_parser = eio, global = true, hide_env_values = true)]
     pub eio: EioMode,
 
+    /// Join the exchange's public price channel for live unrealized PnL (`pnl` frames); 0 = off
+    #[arg(long, env = "HUB_PNL", default_value = "1", default_missing_value = "1",
+          num_args = 0..=1, value_name = "BOOL", value_parser = boolean,
+          action = clap::ArgAction::Set, global = true, hide_env_values = true)]
+    pub pnl: bool,
+
     /// Keep the exchange connection this long (ms) after the last browser leaves
     #[arg(long, env = "HUB_UPSTREAM_LINGER_MS", default_value = "0", value_name = "MS",
           value_parser = whole::<0, 86_400_000>, global = true, hide_env_values = true)]
@@ -281,6 +287,8 @@ pub struct Config {
     pub allowed_origins: AllowedOrigins,
     pub allowed_hosts: AllowedHosts,
     pub eio: EioMode,
+    /// Join the public price channel (live PnL).
+    pub pnl: bool,
     pub max_clients: usize,
     /// 0 = no per-address cap.
     pub max_clients_per_ip: usize,
@@ -478,6 +486,7 @@ impl Settings {
                 .clone()
                 .unwrap_or(AllowedHosts::List(Vec::new())),
             eio: s.eio,
+            pnl: s.pnl,
             max_clients: s.max_clients,
             max_clients_per_ip: s.max_clients_per_ip,
             client_queue: s.client_queue,

@@ -248,6 +248,7 @@ async fn prepare_account(
             &source.ws_url,
             &source.key,
             &source.secret,
+            config.pnl,
             metrics.clone(),
         )),
         Some(Arc::new(RestAccount::new(rest, held_open.clone()))),

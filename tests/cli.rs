@@ -30,6 +30,7 @@ const SETTINGS: &[(&str, &str, Option<&str>)] = &[
         Some("https://api.coindcx.com"),
     ),
     ("COINDCX_EIO", "--eio", Some("auto")),
+    ("HUB_PNL", "--pnl", Some("1")),
     ("HUB_UPSTREAM_LINGER_MS", "--upstream-linger-ms", Some("0")),
     ("HUB_AUTH_TOKEN", "--auth-token", None),
     ("HUB_JWT_SECRET", "--jwt-secret", None),

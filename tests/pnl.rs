@@ -273,6 +273,36 @@ async fn price_channel_left_with_the_last_client() {
     }
 }
 
+/// `HUB_PNL=0`: only the private channel is joined and left, on both of our clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pnl_off_joins_only_the_private_channel() {
+    for eio in ["4", "3"] {
+        let fake = FakeCoinDcx::start().await;
+        let hub = start_hub(&fake, &[("COINDCX_EIO", eio), ("HUB_PNL", "0")]).await;
+        let (a, _) = Client::connect_greeted(hub.addr).await;
+        assert!(
+            wait_until(|| fake.joined_now() == 1, T).await,
+            "EIO {eio}: joined"
+        );
+        a.close().await;
+        assert!(
+            wait_until(|| fake.connected() == 0, T).await,
+            "EIO {eio}: upstream closed"
+        );
+        assert_eq!(
+            (
+                fake.joins(),
+                fake.leaves(),
+                fake.price_joins(),
+                fake.price_leaves()
+            ),
+            (1, 1, 0, 0),
+            "EIO {eio}: private channel only"
+        );
+        hub.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_gets_the_replay_then_the_current_pnl() {
     let fake = FakeCoinDcx::start().await;

@@ -37,6 +37,8 @@ struct Inner {
     mode: EioMode,
     url: String,
     join: Value,
+    /// Also join the public price channel.
+    prices: bool,
     socketio: SocketIoTransport,
     /// The revision learned by the last probe in `auto` mode (`None`: probe next time).
     known: Mutex<Option<Eio>>,
@@ -49,13 +51,15 @@ impl AutoTransport {
         url: &str,
         api_key: &str,
         api_secret: &str,
+        prices: bool,
         metrics: Arc<Metrics>,
     ) -> Self {
         let inner = Inner {
             mode,
             url: url.to_string(),
             join: engineio::join_payload(api_key, api_secret),
-            socketio: SocketIoTransport::new(url, api_key, api_secret),
+            prices,
+            socketio: SocketIoTransport::new(url, api_key, api_secret, prices),
             known: Mutex::new(None),
             metrics,
         };
@@ -135,8 +139,9 @@ async fn attempt(inner: Arc<Inner>, sink: ConnSink, mut stop: oneshot::Receiver<
             inner.socketio.open(relay)
         } else {
             let join = inner.join.clone();
+            let prices = inner.prices;
             TaskConnection::spawn(move |stop| {
-                engineio::session(ws, open, join, relay, stop, deadline)
+                engineio::session(ws, open, join, prices, relay, stop, deadline)
             })
         }
     };

@@ -164,6 +164,7 @@ pub async fn session(
     mut ws: Ws,
     open: Open,
     join: Value,
+    prices: bool,
     sink: ConnSink,
     mut stop: oneshot::Receiver<()>,
     deadline: Instant,
@@ -185,13 +186,15 @@ pub async fn session(
         return sink.signal(Signal::Closed(format!("join not sent: {why}")));
     }
     // The public price channel right after the private one (no signature).
-    if let Err(why) = send(&mut ws, &packet::event("join", &prices_channel())).await {
-        return sink.signal(Signal::Closed(format!("price join not sent: {why}")));
+    if prices {
+        if let Err(why) = send(&mut ws, &packet::event("join", &prices_channel())).await {
+            return sink.signal(Signal::Closed(format!("price join not sent: {why}")));
+        }
     }
     sink.signal(Signal::Joined);
     let ended = tokio::select! {
         why = stream(&mut ws, &mut beat, &sink) => why,
-        _ = &mut stop => return leave(ws, &mut beat).await,
+        _ = &mut stop => return leave(ws, &mut beat, prices).await,
     };
     discard(ws).await;
     sink.signal(Signal::Closed(ended));
@@ -233,11 +236,16 @@ async fn stream(ws: &mut Ws, beat: &mut Heartbeat, sink: &ConnSink) -> Ended {
 
 /// `leave`, then (after `Left Channel`, or [`LEAVE_WAIT`]) `41` and a WebSocket close: a
 /// socket.io 4 server drops an event that arrives together with the disconnect.
-async fn leave(mut ws: Ws, beat: &mut Heartbeat) {
+async fn leave(mut ws: Ws, beat: &mut Heartbeat, prices: bool) {
     // The price channel first (its answer is not waited for), then the private one.
-    let prices = packet::event("leave", &prices_channel());
     let leave = packet::event("leave", &json!({"channelName": "coindcx"}));
-    let sent = match send_within(&mut ws, &prices, CLOSING_SEND).await {
+    let prices_left = if prices {
+        let prices = packet::event("leave", &prices_channel());
+        send_within(&mut ws, &prices, CLOSING_SEND).await
+    } else {
+        Ok(())
+    };
+    let sent = match prices_left {
         Ok(()) => send_within(&mut ws, &leave, CLOSING_SEND).await,
         Err(e) => Err(e),
     };

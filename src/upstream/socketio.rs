@@ -44,14 +44,17 @@ pub struct SocketIoTransport {
     url: String,
     api_key: String,
     api_secret: String,
+    /// Also join the public price channel.
+    prices: bool,
 }
 
 impl SocketIoTransport {
-    pub fn new(url: &str, api_key: &str, api_secret: &str) -> Self {
+    pub fn new(url: &str, api_key: &str, api_secret: &str, prices: bool) -> Self {
         SocketIoTransport {
             url: url.to_string(),
             api_key: api_key.to_string(),
             api_secret: api_secret.to_string(),
+            prices,
         }
     }
 }
@@ -61,6 +64,7 @@ impl Transport for SocketIoTransport {
         let (stop_tx, stop_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel::<()>();
         let url = self.url.clone();
+        let prices = self.prices;
         let join = json!({
             "channelName": "coindcx",
             "authSignature": join_signature(&self.api_secret),
@@ -77,7 +81,7 @@ impl Transport for SocketIoTransport {
                     Ok(rt) => rt,
                     Err(e) => return thread_sink.signal(Signal::Closed(format!("runtime: {e}"))),
                 };
-                runtime.block_on(run(url, join, thread_sink, stop_rx));
+                runtime.block_on(run(url, join, prices, thread_sink, stop_rx));
                 // Dropping the runtime here aborts the reader task and closes the socket.
                 runtime.shutdown_timeout(Duration::from_millis(100));
                 let _ = done_tx.send(());
@@ -129,7 +133,13 @@ impl Drop for SocketIoConnection {
     }
 }
 
-async fn run(url: String, join: Value, sink: ConnSink, mut stop: oneshot::Receiver<()>) {
+async fn run(
+    url: String,
+    join: Value,
+    prices: bool,
+    sink: ConnSink,
+    mut stop: oneshot::Receiver<()>,
+) {
     // Whether `join` went out on this socket and it has not closed since: only then is a
     // `leave` worth sending and its answer worth waiting for.
     let joined = Arc::new(AtomicBool::new(false));
@@ -146,7 +156,10 @@ async fn run(url: String, join: Value, sink: ConnSink, mut stop: oneshot::Receiv
                 // The public price channel right after the private one (no signature).
                 let joins = async {
                     client.emit("join", join).await?;
-                    client.emit("join", prices_channel()).await
+                    if prices {
+                        client.emit("join", prices_channel()).await?;
+                    }
+                    Ok::<(), rust_socketio::Error>(())
                 };
                 match joins.await {
                     Ok(()) => {
@@ -226,7 +239,7 @@ async fn run(url: String, join: Value, sink: ConnSink, mut stop: oneshot::Receiv
         tokio::select! {
             _ = &mut stop => {
                 if joined.load(Ordering::SeqCst) {
-                    leave(&client, &left).await;
+                    leave(&client, &left, prices).await;
                 }
                 let _ = tokio::time::timeout(DISCONNECT_SEND, client.disconnect()).await;
                 return;
@@ -243,10 +256,12 @@ async fn run(url: String, join: Value, sink: ConnSink, mut stop: oneshot::Receiv
 
 /// Emits `leave` and waits (bounded) for the exchange's `Left Channel`, so the disconnect that
 /// follows cannot overtake it.
-async fn leave(client: &Client, left: &Notify) {
+async fn leave(client: &Client, left: &Notify, prices: bool) {
     // The price channel first (its answer is not waited for), then the private one.
     let sent = tokio::time::timeout(LEAVE_SEND, async {
-        client.emit("leave", prices_channel()).await?;
+        if prices {
+            client.emit("leave", prices_channel()).await?;
+        }
         client
             .emit("leave", json!({"channelName": "coindcx"}))
             .await
