@@ -310,7 +310,7 @@ async fn upgrade(
     let conn = crate::session::Conn {
         link,
         gone,
-        reader: crate::ws::Reader::new(body, crate::session::MAX_CLIENT_FRAME),
+        reader: crate::ws::Reader::new(body.into_inner(), crate::session::MAX_CLIENT_FRAME),
         fd: req.conn_data::<crate::ws::ConnFd>().copied(),
     };
     actix_web::rt::spawn(crate::session::run(

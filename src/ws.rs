@@ -26,10 +26,11 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::StreamExt;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::hub::frame::{hub_frame, Batch, Frame};
+use crate::hub::frame::{hub_frame, Frame};
+use crate::hub::outbox::Receiver;
 use crate::hub::status::Status;
 use crate::hub::CloseReason;
 
@@ -182,7 +183,7 @@ pub struct Body {
     /// Frames to send before the live ones (system, snapshot or replay), encoded a chunk at a time.
     initial: std::vec::IntoIter<Frame>,
     /// Live batches from the hub; `None` once the hub dropped its end.
-    frames: Option<mpsc::Receiver<Batch>>,
+    frames: Option<Receiver>,
     /// The rest of the batch being written.
     current: Bytes,
     next_ws_ping: Instant,
@@ -199,7 +200,7 @@ impl Body {
         link: Rc<Link>,
         status: Arc<Status>,
         initial: Vec<Frame>,
-        frames: Option<mpsc::Receiver<Batch>>,
+        frames: Option<Receiver>,
     ) -> (Body, oneshot::Receiver<()>) {
         let (gone_tx, gone_rx) = oneshot::channel();
         let now = Instant::now();
@@ -345,7 +346,7 @@ pub enum Incoming {
 /// Reads client frames from the request payload: frames over `max` bytes (also when joined
 /// from continuations) are [`Incoming::Bad`].
 pub struct Reader {
-    payload: actix_web::web::Payload,
+    payload: actix_web::dev::Payload,
     buf: BytesMut,
     codec: Codec,
     max: usize,
@@ -354,7 +355,7 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub fn new(payload: actix_web::web::Payload, max: usize) -> Reader {
+    pub fn new(payload: actix_web::dev::Payload, max: usize) -> Reader {
         Reader {
             payload,
             buf: BytesMut::new(),
@@ -432,5 +433,153 @@ fn text(bytes: Bytes) -> Incoming {
     match ByteString::try_from(bytes) {
         Ok(text) => Incoming::Text(text),
         Err(_) => Incoming::Bad("text frame is not UTF-8".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::frame::Batch;
+    use actix_http::ws::CloseCode;
+
+    /// Decodes server frames the way a client does (actix-http's codec in client mode).
+    fn decode_all(mut wire: BytesMut) -> Vec<WsFrame> {
+        let mut codec = Codec::new().client_mode().max_size(1 << 20);
+        let mut frames = Vec::new();
+        while let Some(frame) = codec.decode(&mut wire).expect("valid frame") {
+            frames.push(frame);
+        }
+        assert!(wire.is_empty(), "{} bytes left over", wire.len());
+        frames
+    }
+
+    #[test]
+    fn text_frames_of_every_length_class_decode() {
+        for len in [0, 1, 125, 126, 127, 65_535, 65_536, 200_000] {
+            let payload = "x".repeat(len);
+            let mut wire = BytesMut::new();
+            encode_text(payload.as_bytes(), &mut wire);
+            let header = match len {
+                0..=125 => 2,
+                126..=65_535 => 4,
+                _ => 10,
+            };
+            assert_eq!(wire.len(), header + len, "{len}");
+            match decode_all(wire).as_slice() {
+                [WsFrame::Text(t)] => assert_eq!(t.len(), len),
+                other => panic!("{len}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_is_its_frames_back_to_back() {
+        let frames: Vec<Frame> = ["{\"a\":1}", "", &"y".repeat(300)]
+            .into_iter()
+            .map(Frame::from)
+            .collect();
+        let batch = Batch::new(frames.clone());
+        assert_eq!(batch.len(), 3);
+        let decoded = decode_all(BytesMut::from(&batch.wire()[..]));
+        let texts: Vec<Bytes> = decoded
+            .into_iter()
+            .map(|f| match f {
+                WsFrame::Text(t) => t,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let expected: Vec<Bytes> = frames.iter().map(|f| f.as_bytes().clone()).collect();
+        assert_eq!(texts, expected);
+        assert!(Batch::new(Vec::new()).wire().is_empty());
+    }
+
+    #[test]
+    fn control_frames_are_cut_to_125_bytes() {
+        let mut wire = BytesMut::new();
+        encode_ping(&[7u8; 200], &mut wire);
+        encode_pong(b"abc", &mut wire);
+        // 61 two-byte characters: cut to 123 bytes would split one; the cut keeps whole ones.
+        let reason = "é".repeat(61);
+        encode_close(1008, &reason, &mut wire);
+        match decode_all(wire).as_slice() {
+            [WsFrame::Ping(p), WsFrame::Pong(q), WsFrame::Close(Some(c))] => {
+                assert_eq!(p.len(), 125);
+                assert_eq!(&q[..], b"abc");
+                assert_eq!(c.code, CloseCode::Policy);
+                assert_eq!(c.description.as_deref(), Some("é".repeat(61).as_str()));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut wire = BytesMut::new();
+        encode_close(1011, &"é".repeat(62), &mut wire);
+        match decode_all(wire).as_slice() {
+            [WsFrame::Close(Some(c))] => {
+                assert_eq!(c.code, CloseCode::Error);
+                assert_eq!(c.description.as_deref(), Some("é".repeat(61).as_str()));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Client frames (masked, as a browser sends them) as one request payload, then EOF.
+    fn reader(messages: Vec<actix_http::ws::Message>) -> Reader {
+        use actix_codec::Encoder;
+        let mut codec = Codec::new().client_mode();
+        let mut wire = BytesMut::new();
+        for m in messages {
+            codec.encode(m, &mut wire).unwrap();
+        }
+        Reader::new(actix_http::Payload::from(wire.freeze()), 16)
+    }
+
+    #[actix_web::test]
+    async fn fragments_are_joined_and_limited_as_a_whole() {
+        use actix_http::ws::Message as M;
+        let part = |item| M::Continuation(item);
+        let mut r = reader(vec![
+            part(Item::FirstText(Bytes::from_static(b"pi"))),
+            M::Ping(Bytes::from_static(b"between")),
+            part(Item::Continue(Bytes::from_static(b"n"))),
+            part(Item::Last(Bytes::from_static(b"g"))),
+            part(Item::FirstBinary(Bytes::from_static(b"\x01"))),
+            part(Item::Last(Bytes::from_static(b"\x02"))),
+            M::Text(ByteString::from_static("0123456789abcdef")),
+            part(Item::FirstText(Bytes::from_static(b"0123456789"))),
+            part(Item::Last(Bytes::from_static(b"abcdefg"))),
+        ]);
+        assert_eq!(
+            r.next().await,
+            Incoming::Ping(Bytes::from_static(b"between"))
+        );
+        assert_eq!(
+            r.next().await,
+            Incoming::Text(ByteString::from_static("ping"))
+        );
+        assert_eq!(r.next().await, Incoming::Binary);
+        // 16 bytes is the limit: one frame of 16 passes, 17 joined from two does not.
+        assert_eq!(
+            r.next().await,
+            Incoming::Text(ByteString::from_static("0123456789abcdef"))
+        );
+        assert!(matches!(r.next().await, Incoming::Bad(_)));
+        assert_eq!(r.next().await, Incoming::Gone);
+    }
+
+    #[actix_web::test]
+    async fn oversized_and_unmasked_frames_are_bad() {
+        let mut r = reader(vec![actix_http::ws::Message::Text(ByteString::from(
+            "x".repeat(17),
+        ))]);
+        assert!(matches!(r.next().await, Incoming::Bad(_)));
+        // A server-style (unmasked) frame from a client is a protocol error.
+        let mut wire = BytesMut::new();
+        encode_text(b"hi", &mut wire);
+        let mut r = Reader::new(actix_http::Payload::from(wire.freeze()), 16);
+        assert!(matches!(r.next().await, Incoming::Bad(_)));
+        let mut r = Reader::new(
+            actix_http::Payload::from(Bytes::from_static(&[0x81, 0x85, 1, 2])),
+            16,
+        );
+        assert_eq!(r.next().await, Incoming::Gone, "EOF inside a frame");
     }
 }

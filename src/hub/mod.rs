@@ -16,6 +16,7 @@ mod clustered;
 mod finished;
 pub mod frame;
 pub mod history;
+pub mod outbox;
 pub mod pnl;
 mod reports;
 pub mod state;
@@ -84,7 +85,7 @@ pub struct Joined {
     pub initial: Vec<Frame>,
     /// Live frames after `initial`, one batch per hub cycle. An empty batch is the hub-wide
     /// heartbeat ([`HEARTBEAT_SWEEP`]).
-    pub frames: mpsc::Receiver<Batch>,
+    pub frames: outbox::Receiver,
     /// Fires when the hub closes this client.
     pub close: oneshot::Receiver<CloseReason>,
 }
@@ -167,7 +168,7 @@ pub struct UpstreamInputs {
 }
 
 struct Client {
-    tx: mpsc::Sender<Batch>,
+    tx: outbox::Sender,
     close: oneshot::Sender<CloseReason>,
 }
 
@@ -417,7 +418,7 @@ impl Hub {
                 reports::auth_failed_data(&self.upstream_detail),
             ));
         }
-        let (tx, frames) = mpsc::channel(self.settings.client_queue);
+        let (tx, frames) = outbox::channel(self.settings.client_queue);
         let (close_tx, close) = oneshot::channel();
         self.clients.insert(
             client_id,
@@ -595,8 +596,7 @@ impl Hub {
         for (id, client) in &self.clients {
             match client.tx.try_send(batch.clone()) {
                 Ok(()) => delivered += batch.len() as u64,
-                Err(mpsc::error::TrySendError::Full(_)) => evicted.push(*id),
-                Err(mpsc::error::TrySendError::Closed(_)) => evicted.push(*id),
+                Err(outbox::TrySendError::Full | outbox::TrySendError::Closed) => evicted.push(*id),
             }
         }
         self.metrics.deliveries.inc_by(delivered);
