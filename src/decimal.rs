@@ -6,6 +6,7 @@
 //! string, validated by `bigdecimal`, and serialized as a JSON string. Exponent notation
 //! (`7.009e-9`) is written out in plain digits when that stays short; `1e400` stays as sent.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -32,11 +33,21 @@ pub enum DecimalError {
 impl ExactDecimal {
     /// Parses decimal text (`"2102.94"`, `"-0.5"`, `"7.009e-9"`).
     pub fn parse(text: &str) -> Result<Self, DecimalError> {
+        Self::digits(text).map(|d| Self(d.into_owned()))
+    }
+
+    /// The exact digits [`parse`](Self::parse) keeps for `text`, borrowed when they are
+    /// `text` itself (plain digits: no allocation).
+    pub fn digits(text: &str) -> Result<Cow<'_, str>, DecimalError> {
         // Nearly every exchange value is plain digits: those need no big-number parse, and
         // the bigdecimal parse was most of the normalizer's time (issue 11).
         if is_plain_decimal(text) {
-            return Ok(Self(text.to_string()));
+            return Ok(Cow::Borrowed(text));
         }
+        Self::parse_slow(text).map(Cow::Owned)
+    }
+
+    fn parse_slow(text: &str) -> Result<String, DecimalError> {
         let bad = || DecimalError::NotDecimal(truncate(text));
         let t = text.trim();
         if t.is_empty() || t.len() > 400 || t != text {
@@ -51,9 +62,9 @@ impl ExactDecimal {
         }
         let value = BigDecimal::from_str(t).map_err(|_| bad())?;
         match exponent_of(t) {
-            None => Ok(Self(t.to_string())),
-            Some(exp) if exp.abs() <= MAX_EXPANDED_EXPONENT => Ok(Self(plain_digits(&value))),
-            Some(_) => Ok(Self(t.to_string())),
+            None => Ok(t.to_string()),
+            Some(exp) if exp.abs() <= MAX_EXPANDED_EXPONENT => Ok(plain_digits(&value)),
+            Some(_) => Ok(t.to_string()),
         }
     }
 

@@ -5,6 +5,9 @@
 //! Every other field is kept verbatim, so a new exchange field reaches the browser unchanged.
 //! To add a decimal field, add its name to the table of its kind.
 
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::decimal::ExactDecimal;
@@ -133,7 +136,15 @@ pub enum OrderStatus {
 
 impl OrderStatus {
     pub fn parse(text: &str) -> OrderStatus {
-        match text.to_ascii_lowercase().as_str() {
+        // Lower-cased on the stack (one status per order record: no allocation); longer
+        // text is no known status.
+        let mut buf = [0u8; 24];
+        let Some(lower) = buf.get_mut(..text.len()) else {
+            return OrderStatus::Other;
+        };
+        lower.copy_from_slice(text.as_bytes());
+        lower.make_ascii_lowercase();
+        match std::str::from_utf8(lower).unwrap_or("") {
             "initial" | "init" => OrderStatus::Initial,
             "open" => OrderStatus::Open,
             "partially_filled" => OrderStatus::PartiallyFilled,
@@ -158,7 +169,7 @@ impl OrderStatus {
     }
 }
 
-/// One normalized record: its kind, row key and the typed field map sent to browsers.
+/// One normalized record: its kind, row key and the typed record sent to browsers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
     pub kind: Kind,
@@ -168,11 +179,136 @@ pub struct Record {
     pub status: Option<OrderStatus>,
     /// `updated_at` in epoch ms when present.
     pub updated_at: Option<i64>,
-    /// The record: decimals as exact strings, timestamps as integers, the rest verbatim.
-    pub data: Map<String, Value>,
+    /// The record as JSON object text: decimals as exact strings, timestamps as integers, the
+    /// rest verbatim, in the exchange's key order. Written once; frames copy it as it is.
+    pub data: RecordData,
     /// Known fields whose value could not be typed (`"stop_price": ""`): they are null in
     /// `data`, and the hub counts them. One bad optional field never costs the whole record.
     pub bad_fields: Vec<String>,
+}
+
+/// A normalized record's JSON object text, exactly as serde_json writes the record's map
+/// (compact, keys unique and in order). It serializes verbatim, so a frame is built from it
+/// without re-encoding; the few readers of single fields parse what they need.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RecordData(Box<str>);
+
+/// serde_json's marker for text to write verbatim (what its own `RawValue` serializes as).
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+impl RecordData {
+    /// Only for text that is a compact JSON object as serde_json writes it.
+    pub(crate) fn from_json_text(text: String) -> RecordData {
+        RecordData(text.into_boxed_str())
+    }
+
+    /// The record written as serde_json writes a `Map`.
+    pub fn from_map(map: &Map<String, Value>) -> RecordData {
+        // Serializing strings, numbers and maps cannot fail.
+        RecordData::from_json_text(serde_json::to_string(map).unwrap_or_else(|_| "{}".into()))
+    }
+
+    /// The JSON object text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Every field, parsed.
+    pub fn to_map(&self) -> Map<String, Value> {
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+
+    /// The value of field `name`, parsed, if present.
+    pub fn get(&self, name: &str) -> Option<Value> {
+        let fields: Vec<(Cow<str>, &RawValue)> = raw_fields(&self.0)?;
+        let (_, raw) = fields.into_iter().find(|(k, _)| k == name)?;
+        serde_json::from_str(raw.get()).ok()
+    }
+
+    /// The same fields and values, whatever the key order (as `Map` equality).
+    pub fn same_fields(&self, other: &RecordData) -> bool {
+        self.0 == other.0 || self.to_map() == other.to_map()
+    }
+}
+
+impl std::fmt::Debug for RecordData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for RecordData {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // What `serde_json::value::RawValue` does: serde_json writes the text verbatim. (A
+        // `RawValue` cannot be made from text without parsing it again.)
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct(RAW_VALUE_TOKEN, 1)?;
+        st.serialize_field(RAW_VALUE_TOKEN, &*self.0)?;
+        st.end()
+    }
+}
+
+/// The top-level fields of a JSON object text, borrowed where they can be.
+fn raw_fields(text: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
+    let map: Vec<(Cow<str>, &RawValue)> = serde_json::from_str::<OrderedPairs>(text).ok()?.0;
+    Some(map)
+}
+
+/// An object's `(key, raw value)` pairs in order (duplicates kept).
+struct OrderedPairs<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for OrderedPairs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = OrderedPairs<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = map.next_key_seed(CowKey)? {
+                    out.push((k, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(OrderedPairs(out))
+            }
+        }
+        de.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// A JSON string as `Cow`: borrowed from the input unless it had escapes.
+pub(crate) struct CowKey;
+
+impl<'de> serde::de::DeserializeSeed<'de> for CowKey {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for CowKey {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
 }
 
 /// Why one record was skipped.
@@ -220,17 +356,357 @@ impl Record {
             key,
             status,
             updated_at,
-            data,
+            data: RecordData::from_map(&data),
             bad_fields,
         })
+    }
+
+    /// The field `name` as sent to browsers, null when absent (like indexing a `Value`).
+    pub fn field(&self, name: &str) -> Value {
+        self.data.get(name).unwrap_or(Value::Null)
     }
 
     /// The decimal field `name`, if present and not null.
     pub fn decimal(&self, name: &str) -> Option<ExactDecimal> {
         self.data
             .get(name)
-            .and_then(|v| v.as_str())
+            .as_ref()
+            .and_then(Value::as_str)
             .and_then(|s| ExactDecimal::parse(s).ok())
+    }
+}
+
+/// The record needs the `Value` path ([`Record::from_value`]) to come out exactly as there:
+/// something the text path does not handle (deep nesting, a malformed escape).
+#[derive(Debug)]
+pub(crate) struct Bail;
+
+/// Values nested deeper than this inside a field take the `Value` path, whose parse counts
+/// depth from the top of the event (serde_json stops at 128).
+const MAX_FIELD_DEPTH: usize = 100;
+
+impl Record {
+    /// Types one record given as its fields' text (keys unique, in order), writing the
+    /// normalized record straight to text: what [`from_value`](Self::from_value) makes of the
+    /// same record, without building a map. `Err(Bail)`: use `from_value` for this input.
+    /// `classes`: [`classify`] of each field, in order.
+    pub(crate) fn from_raw_fields(
+        kind: Kind,
+        source: &str,
+        fields: &[(Cow<str>, &RawValue)],
+        classes: &[FieldClass],
+        size_hint: usize,
+    ) -> Result<Result<Record, RecordError>, Bail> {
+        let schema = kind.schema();
+        let mut out = String::with_capacity(size_hint);
+        let mut bad_fields = Vec::new();
+        let mut key: Option<String> = None;
+        let mut status = None;
+        let mut updated_at = None;
+        // Where a piece of `source` (keys and values as given) starts.
+        let base = source.as_ptr() as usize;
+        let at = |piece: &str| (piece.as_ptr() as usize).wrapping_sub(base);
+        // A span of `source` already written as serde_json writes it (`"key":value,...`),
+        // copied in one go when something else must be written.
+        let mut run: Option<(usize, usize)> = None;
+        out.push('{');
+        for (i, ((name, raw), class)) in fields.iter().zip(classes).enumerate() {
+            let text = raw.get();
+            let typed = match type_raw(class.typing, name, text)? {
+                Ok(typed) => typed,
+                Err(e) => {
+                    if class.role == Role::Key {
+                        return Ok(Err(e));
+                    }
+                    log::debug!(target: "record", "{} record: {e}; kept with the field null", kind.frame_type());
+                    bad_fields.push(name.to_string());
+                    Typed::Null
+                }
+            };
+            let verbatim = match &typed {
+                Typed::Null => text.starts_with('n'),
+                Typed::Verbatim => true,
+                Typed::Str(s, verbatim) => {
+                    match class.role {
+                        Role::Key => key = Some(s.to_string()),
+                        Role::Status => status = Some(OrderStatus::parse(s)),
+                        Role::UpdatedAt | Role::Other => {}
+                    }
+                    *verbatim
+                }
+                Typed::Decimal(d) => {
+                    matches!(d, Cow::Borrowed(_))
+                        && text.len() == d.len() + 2
+                        && at(d) == at(text) + 1
+                }
+                Typed::Number(n) => {
+                    if class.role == Role::UpdatedAt {
+                        updated_at = n.parse::<i64>().ok();
+                    }
+                    matches!(n, Cow::Borrowed(_))
+                }
+                Typed::Nested(_) => false,
+            };
+            if let (true, Cow::Borrowed(k)) = (verbatim, name) {
+                // `"key":value` exactly as sent, right after the last run (`,` between)?
+                if at(text) == at(k) + k.len() + 2 {
+                    let (start, end) = (at(k) - 1, at(text) + text.len());
+                    run = match run {
+                        Some((s, e)) if start == e + 1 => Some((s, end)),
+                        other => {
+                            if let Some((s, e)) = other {
+                                out.push_str(source.get(s..e).ok_or(Bail)?);
+                            }
+                            if i > 0 {
+                                out.push(',');
+                            }
+                            Some((start, end))
+                        }
+                    };
+                    continue;
+                }
+            }
+            if let Some((s, e)) = run.take() {
+                out.push_str(source.get(s..e).ok_or(Bail)?);
+            }
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_str(&mut out, name, matches!(name, Cow::Borrowed(_)));
+            out.push(':');
+            match typed {
+                Typed::Null => out.push_str("null"),
+                Typed::Verbatim => out.push_str(text),
+                Typed::Str(s, verbatim) => push_json_str(&mut out, &s, verbatim),
+                Typed::Decimal(d) => {
+                    out.push('"');
+                    out.push_str(&d);
+                    out.push('"');
+                }
+                Typed::Number(n) => out.push_str(&n),
+                Typed::Nested(v) => out.push_str(&v),
+            }
+        }
+        if let Some((s, e)) = run.take() {
+            out.push_str(source.get(s..e).ok_or(Bail)?);
+        }
+        out.push('}');
+        let Some(key) = key.filter(|k| !k.is_empty()) else {
+            return Ok(Err(RecordError::MissingKey(schema.key)));
+        };
+        Ok(Ok(Record {
+            kind,
+            key,
+            status,
+            updated_at,
+            data: RecordData::from_json_text(out),
+            bad_fields,
+        }))
+    }
+}
+
+/// How the text path treats one field (worked out once per key layout: the records of one
+/// event share their keys, and comparing each name with the schema tables was a quarter of
+/// the time).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FieldClass {
+    typing: Typing,
+    role: Role,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Typing {
+    Decimal,
+    Timestamp,
+    Verbatim,
+}
+
+/// What the record takes from a field besides its text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Key,
+    /// `status` of an order.
+    Status,
+    UpdatedAt,
+    Other,
+}
+
+/// The [`FieldClass`] of field `name` in records of `kind`.
+pub(crate) fn classify(kind: Kind, name: &str) -> FieldClass {
+    let schema = kind.schema();
+    let typing = if schema.decimals.contains(&name) {
+        Typing::Decimal
+    } else if schema.timestamps.contains(&name) {
+        Typing::Timestamp
+    } else {
+        Typing::Verbatim
+    };
+    let role = if name == schema.key {
+        Role::Key
+    } else if name == "status" && kind == Kind::Order {
+        Role::Status
+    } else if name == "updated_at" {
+        Role::UpdatedAt
+    } else {
+        Role::Other
+    };
+    FieldClass { typing, role }
+}
+
+/// A field's normalized value, as it is written.
+enum Typed<'a> {
+    Null,
+    /// The field's text as sent (`true`, `[]`, ...).
+    Verbatim,
+    /// A string (decoded); `true`: its text as sent is already how serde_json writes it.
+    Str(Cow<'a, str>, bool),
+    /// Exact digits.
+    Decimal(Cow<'a, str>),
+    /// A number's text as serde_json writes it.
+    Number(Cow<'a, str>),
+    /// A nested array or object as serde_json writes it.
+    Nested(String),
+}
+
+/// [`normalize_field`] on the text of one field value.
+fn type_raw<'a>(
+    typing: Typing,
+    name: &str,
+    text: &'a str,
+) -> Result<Result<Typed<'a>, RecordError>, Bail> {
+    let bad = |reason: String| {
+        Ok(Err(RecordError::BadField {
+            field: name.to_string(),
+            reason,
+        }))
+    };
+    let first = text.as_bytes().first().copied().ok_or(Bail)?;
+    let value = match first {
+        b'"' => {
+            let s = json_str(text)?;
+            if s == "None" {
+                // REST writes null as the string "None" in several fields.
+                return Ok(Ok(Typed::Null));
+            }
+            let verbatim = matches!(s, Cow::Borrowed(_));
+            Typed::Str(s, verbatim)
+        }
+        b'-' | b'0'..=b'9' => Typed::Number(json_number(text)?),
+        b'n' => Typed::Null,
+        b't' | b'f' => Typed::Verbatim,
+        b'[' | b'{' if text.len() == 2 => Typed::Verbatim,
+        b'[' | b'{' => Typed::Nested(nested(text)?),
+        _ => return Err(Bail),
+    };
+    if typing == Typing::Decimal {
+        let parsed = match value {
+            Typed::Null => return Ok(Ok(Typed::Null)),
+            Typed::Str(Cow::Borrowed(s), _) | Typed::Number(Cow::Borrowed(s)) => {
+                ExactDecimal::digits(s)
+            }
+            Typed::Str(Cow::Owned(s), _) | Typed::Number(Cow::Owned(s)) => {
+                ExactDecimal::digits(&s).map(|d| Cow::Owned(d.into_owned()))
+            }
+            _ => Err(crate::decimal::DecimalError::WrongType(token_type(first))),
+        };
+        return match parsed {
+            Ok(d) => Ok(Ok(Typed::Decimal(d))),
+            Err(e) => bad(e.to_string()),
+        };
+    }
+    if typing == Typing::Timestamp {
+        let ok = match &value {
+            Typed::Null => true,
+            Typed::Number(n) => {
+                n.parse::<i64>().is_ok()
+                    || n.parse::<u64>().is_ok()
+                    // A fractional millisecond value is kept as a number, digit for digit.
+                    || ExactDecimal::parse(n).is_ok()
+            }
+            _ => false,
+        };
+        if !ok {
+            return bad(format!("expected epoch ms, got {}", token_type(first)));
+        }
+    }
+    Ok(Ok(value))
+}
+
+/// [`json_type`] of a value from the first byte of its text.
+fn token_type(first: u8) -> &'static str {
+    match first {
+        b'n' => "null",
+        b't' | b'f' => "a boolean",
+        b'"' => "a string",
+        b'[' => "an array",
+        b'{' => "an object",
+        _ => "a number",
+    }
+}
+
+/// A JSON string token decoded: borrowed when it has no escapes.
+fn json_str(text: &str) -> Result<Cow<'_, str>, Bail> {
+    let inner = &text[1..text.len() - 1];
+    if !inner.contains('\\') {
+        return Ok(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(text)
+        .map(Cow::Owned)
+        .map_err(|_| Bail)
+}
+
+/// A number token as serde_json (`arbitrary_precision`) keeps it: exponents are spelled
+/// `e+`/`e-`; everything else is kept as sent.
+fn json_number(text: &str) -> Result<Cow<'_, str>, Bail> {
+    if !text.bytes().any(|b| b == b'e' || b == b'E') {
+        return Ok(Cow::Borrowed(text));
+    }
+    let n: serde_json::Number = serde_json::from_str(text).map_err(|_| Bail)?;
+    Ok(Cow::Owned(n.as_str().to_string()))
+}
+
+/// A nested array or object re-written as serde_json writes its `Value`.
+fn nested(text: &str) -> Result<String, Bail> {
+    let mut depth = 0usize;
+    let mut max = 0usize;
+    let mut in_str = false;
+    let mut escaped = false;
+    for b in text.bytes() {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if max > MAX_FIELD_DEPTH {
+        return Err(Bail);
+    }
+    let value: Value = serde_json::from_str(text).map_err(|_| Bail)?;
+    serde_json::to_string(&value).map_err(|_| Bail)
+}
+
+/// Writes `s` as a JSON string the way serde_json does; `verbatim`: `s` came from JSON text
+/// without escapes, so it needs none (control characters cannot appear unescaped).
+fn push_json_str(out: &mut String, s: &str, verbatim: bool) {
+    if verbatim {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
     }
 }
 

@@ -53,7 +53,7 @@ fn normalized_price(number: &str) -> Value {
     let out = normalize("df-order-update", &order_event(number)).expect("event accepted");
     assert!(out.skipped.is_empty(), "skipped: {:?}", out.skipped);
     assert_eq!(out.records.len(), 1);
-    out.records[0].data["price"].clone()
+    out.records[0].data.to_map()["price"].clone()
 }
 
 /// Text of a JSON document like the exchange's, from bits that often appear in one.

@@ -240,12 +240,12 @@ fn normalize_order_fixtures() {
             "e7d05b38-2c9f-4a16-b3e4-5f81a0c6d279"
         ]
     );
-    assert_eq!(batch.records[1].data["price"], "84250.5");
+    assert_eq!(batch.records[1].data.to_map()["price"], "84250.5");
     assert_eq!(batch.records[2].updated_at, Some(1741605260107));
 
     let filled = norm("order-update-filled.json");
     assert_eq!(filled.records.len(), 1);
-    let d = &filled.records[0].data;
+    let d = &filled.records[0].data.to_map();
     assert_eq!(d.len(), 34);
     assert_eq!(d["price"], "2102.94");
     assert_eq!(d["avg_price"], "2102.51");
@@ -261,14 +261,14 @@ fn normalize_order_fixtures() {
     );
 
     let cancelled = norm("order-update-cancelled.json");
-    let d = &cancelled.records[0].data;
+    let d = &cancelled.records[0].data.to_map();
     assert_eq!(d["status"], "cancelled");
     assert_eq!(d["cancelled_quantity"], "0.002");
     assert_eq!(d["remaining_quantity"], "0");
     assert_eq!(d["price"], "84250.5");
 
     let exp = norm("order-update-exponent.json");
-    let d = &exp.records[0].data;
+    let d = &exp.records[0].data.to_map();
     assert_eq!(d["locked_margin"], "0.000000007009");
     assert_eq!(d["fee_amount"], "0.0186072135");
     assert_eq!(d["price"], "2103");
@@ -278,7 +278,7 @@ fn normalize_order_fixtures() {
 fn normalize_position_and_balance_fixtures() {
     let pos = norm("position-update.json");
     assert_eq!(pos.kind, Kind::Position);
-    let d = &pos.records[0].data;
+    let d = &pos.records[0].data.to_map();
     assert_eq!(d["active_pos"], "0.045");
     assert_eq!(d["liquidation_price"], "1590.37");
     assert_eq!(d["maintenance_margin"], "0.47316");
@@ -288,8 +288,14 @@ fn normalize_position_and_balance_fixtures() {
     assert_eq!(bal.kind, Kind::Balance);
     let keys: Vec<_> = bal.records.iter().map(|r| r.key.as_str()).collect();
     assert_eq!(keys, ["USDT", "INR"]);
-    assert_eq!(bal.records[1].data["balance"], "265.01745775027309");
-    assert_eq!(bal.records[0].data["locked_balance"], "34.15153435");
+    assert_eq!(
+        bal.records[1].data.to_map()["balance"],
+        "265.01745775027309"
+    );
+    assert_eq!(
+        bal.records[0].data.to_map()["locked_balance"],
+        "34.15153435"
+    );
 }
 
 #[test]
@@ -302,7 +308,7 @@ fn normalize_rest_fixtures() {
             .clone(),
     );
     assert!(create.skipped.is_empty());
-    let d = &create.records[0].data;
+    let d = &create.records[0].data.to_map();
     assert_eq!(
         create.records[0].key,
         "3f6c1d2e-8a47-4b0e-9c52-7d1e0a9b4c61"
@@ -337,7 +343,7 @@ fn normalize_rest_fixtures() {
     assert!(wallets
         .records
         .iter()
-        .all(|r| r.data["balance"].is_string()));
+        .all(|r| r.data.to_map()["balance"].is_string()));
 }
 
 #[test]
@@ -367,7 +373,7 @@ fn normalize_every_malformed_fixture() {
                 // Lenient: a single object is taken as a one-record array.
                 let n = result.unwrap();
                 assert_eq!(n.records.len(), 1);
-                assert_eq!(n.records[0].data["price"], "2102.94");
+                assert_eq!(n.records[0].data.to_map()["price"], "2102.94");
             }
             "record-not-object" => {
                 let n = result.unwrap();
@@ -384,9 +390,9 @@ fn normalize_every_malformed_fixture() {
                 let n = result.unwrap();
                 assert!(n.skipped.is_empty(), "{:?}", n.skipped);
                 assert_eq!(n.records.len(), 1);
-                assert_eq!(n.records[0].data["price"], Value::Null);
+                assert_eq!(n.records[0].data.to_map()["price"], Value::Null);
                 assert_eq!(n.records[0].bad_fields, ["price"]);
-                assert_eq!(n.records[0].data["avg_price"], "2102.51");
+                assert_eq!(n.records[0].data.to_map()["avg_price"], "2102.51");
             }
             "record-without-id" => {
                 let n = result.unwrap();
@@ -397,13 +403,19 @@ fn normalize_every_malformed_fixture() {
                 // Choice: a balance sent as a JSON number is still usable; delivered as "12.5".
                 let n = result.unwrap();
                 assert_eq!(n.records.len(), 1);
-                assert_eq!(n.records[0].data["balance"], "12.5");
-                assert_eq!(n.records[0].data["locked_balance"], Value::Null);
+                assert_eq!(n.records[0].data.to_map()["balance"], "12.5");
+                assert_eq!(n.records[0].data.to_map()["locked_balance"], Value::Null);
             }
             "near-max-payload" => {
                 let n = result.unwrap();
                 assert_eq!(n.records.len(), 1);
-                assert!(n.records[0].data["display_message"].as_str().unwrap().len() > 800_000);
+                assert!(
+                    n.records[0].data.to_map()["display_message"]
+                        .as_str()
+                        .unwrap()
+                        .len()
+                        > 800_000
+                );
             }
             "number-overflow" => {
                 // Choice: a number beyond f64 range is delivered as a decimal string in exponent
@@ -411,7 +423,8 @@ fn normalize_every_malformed_fixture() {
                 // exponent with an explicit sign, so the text is "1e+400": same digits, same value.
                 let n = result.unwrap();
                 assert_eq!(n.records.len(), 1);
-                let price = n.records[0].data["price"].as_str().unwrap();
+                let data = n.records[0].data.to_map();
+                let price = data["price"].as_str().unwrap();
                 assert!(price == "1e400" || price == "1e+400", "{price}");
             }
             other => panic!("malformed.json has an entry this test does not know: {other}"),
@@ -431,12 +444,12 @@ fn a_bad_optional_field_is_null_and_named_not_fatal() {
     let n = normalize_records(Kind::Order, vec![rec.clone()]);
     assert!(n.skipped.is_empty(), "{:?}", n.skipped);
     let r = &n.records[0];
-    assert_eq!(r.data["status"], "filled");
+    assert_eq!(r.data.to_map()["status"], "filled");
     assert_eq!(
         (
-            &r.data["stop_price"],
-            &r.data["updated_at"],
-            &r.data["leverage"]
+            &r.data.to_map()["stop_price"],
+            &r.data.to_map()["updated_at"],
+            &r.data.to_map()["leverage"]
         ),
         (&Value::Null, &Value::Null, &Value::Null)
     );
@@ -444,7 +457,7 @@ fn a_bad_optional_field_is_null_and_named_not_fatal() {
     bad.sort();
     assert_eq!(bad, ["leverage", "stop_price", "updated_at"]);
     assert_eq!(r.updated_at, None);
-    assert_eq!(r.data["price"], rec["price"].to_string());
+    assert_eq!(r.data.to_map()["price"], rec["price"].to_string());
     rec["id"] = json!(42);
     let n = normalize_records(Kind::Order, vec![rec]);
     assert_eq!(n.skipped[0].1, RecordError::MissingKey("id"));

@@ -25,9 +25,12 @@ fn check(out: Result<Normalized, coindcx_hub::normalize::PayloadError>) {
     for record in &out.records {
         assert!(!record.key.is_empty());
         let text = serde_json::to_string(&record.data).expect("record serializes");
+        assert_eq!(text, record.data.as_str(), "written verbatim");
         let back: Value = serde_json::from_str(&text).expect("record re-parses");
-        assert_eq!(back, Value::Object(record.data.clone()));
-        for (name, value) in &record.data {
+        let map = record.data.to_map();
+        assert_eq!(serde_json::to_string(&map).unwrap(), text, "as serde_json writes it");
+        assert_eq!(back, Value::Object(map.clone()));
+        for (name, value) in &map {
             if let Some(d) = record.decimal(name) {
                 assert_eq!(Some(d.as_str()), value.as_str());
             }

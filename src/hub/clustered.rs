@@ -34,7 +34,7 @@ impl Side {
             at: at.timestamp_millis(),
             reconciled,
             missing,
-            data: Value::Object(rec.data),
+            data: Value::Object(rec.data.to_map()),
         };
         let _ = self.sink.send((key, keep, payload));
     }

@@ -161,8 +161,8 @@ pub fn compute(state: &AccountState, marks: &Marks) -> Value {
     for row in state.position_rows() {
         let pair = row.get("pair").and_then(Value::as_str).unwrap_or("");
         let mark = marks.mark(pair);
-        let size = decimal(row, "active_pos");
-        let pnl = match (&size, mark, decimal(row, "avg_price")) {
+        let size = decimal(&row, "active_pos");
+        let pnl = match (&size, mark, decimal(&row, "avg_price")) {
             (Some(size), _, _) if size.is_zero() => Some(BigDecimal::zero()),
             (Some(size), Some(mark), Some(avg)) => Some((mark.to_big() - avg) * size),
             _ => None,
@@ -179,7 +179,7 @@ pub fn compute(state: &AccountState, marks: &Marks) -> Value {
         }));
     }
     let wallet = state.balance_row(MARGIN_CURRENCY).and_then(|b| {
-        Some(decimal(b, "balance")? + decimal(b, "locked_balance").unwrap_or_default())
+        Some(decimal(&b, "balance")? + decimal(&b, "locked_balance").unwrap_or_default())
     });
     let equity = match (&wallet, &total) {
         (Some(w), Some(t)) => Some(rounded(&(w + t))),

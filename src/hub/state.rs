@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::finished::{FinishedIds, FINISHED_IDS_KEPT};
-use crate::record::{Kind, OrderStatus, Record};
+use crate::record::{Kind, OrderStatus, Record, RecordData};
 use crate::upstream::account::HeldOpen;
 
 /// The field a reconcile adds to an order that the exchange's REST API no longer lists as open
@@ -34,7 +34,7 @@ pub enum Apply {
 }
 
 struct Entry {
-    data: Map<String, Value>,
+    data: RecordData,
     status: Option<OrderStatus>,
     updated_at: Option<i64>,
     /// When the stream last changed this row (REST results older than this lose).
@@ -112,7 +112,7 @@ impl AccountState {
                 }
             }
             Kind::Position | Kind::Balance => {
-                if old.data == rec.data {
+                if old.data.same_fields(&rec.data) {
                     Apply::Duplicate
                 } else if older(rec.updated_at, old.updated_at) {
                     Apply::Stale
@@ -186,14 +186,14 @@ impl AccountState {
         missing
             .into_iter()
             .map(|(id, e)| {
-                let mut data = e.data.clone();
+                let mut data = e.data.to_map();
                 data.insert(RECONCILE_FIELD.into(), Value::from(MISSING_FROM_REST));
                 Record {
                     kind: Kind::Order,
                     key: id.clone(),
                     status: e.status,
                     updated_at: e.updated_at,
-                    data,
+                    data: RecordData::from_map(&data),
                     bad_fields: Vec::new(),
                 }
             })
@@ -229,7 +229,8 @@ impl AccountState {
                     let a = rec.decimal(f).map(|d| d.to_big());
                     let b = old
                         .data
-                        .get(*f)
+                        .get(f)
+                        .as_ref()
                         .and_then(Value::as_str)
                         .and_then(|s| crate::decimal::ExactDecimal::parse(s).ok())
                         .map(|d| d.to_big());
@@ -248,40 +249,37 @@ impl AccountState {
     pub fn snapshot(&self, seq: u64) -> Value {
         let mut orders: Vec<&Entry> = self.orders.values().collect();
         orders.sort_by_key(|e| std::cmp::Reverse(e.updated_at));
-        let mut positions: Vec<&Entry> = self.positions.values().collect();
+        let mut positions: Vec<Map<String, Value>> =
+            self.positions.values().map(|e| e.data.to_map()).collect();
         positions.sort_by(|a, b| pair_of(a).cmp(pair_of(b)));
-        let rows = |v: Vec<&Entry>| {
-            Value::Array(
-                v.into_iter()
-                    .map(|e| Value::Object(e.data.clone()))
-                    .collect(),
-            )
-        };
+        let rows =
+            |v: Vec<Map<String, Value>>| Value::Array(v.into_iter().map(Value::Object).collect());
+        let maps = |v: Vec<&Entry>| v.into_iter().map(|e| e.data.to_map()).collect();
         serde_json::json!({
-            "orders": rows(orders),
+            "orders": rows(maps(orders)),
             "positions": rows(positions),
-            "balances": rows(self.balances.values().collect()),
+            "balances": rows(maps(self.balances.values().collect())),
             "seq": seq,
         })
     }
 
     /// Every held position row, ordered by pair (what the PnL is computed from).
-    pub fn position_rows(&self) -> Vec<&Map<String, Value>> {
-        let mut positions: Vec<&Entry> = self.positions.values().collect();
-        let id = |e: &Entry| {
-            e.data
-                .get("id")
+    pub fn position_rows(&self) -> Vec<Map<String, Value>> {
+        let mut positions: Vec<Map<String, Value>> =
+            self.positions.values().map(|e| e.data.to_map()).collect();
+        let id = |m: &Map<String, Value>| {
+            m.get("id")
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string()
         };
         positions.sort_by(|a, b| pair_of(a).cmp(pair_of(b)).then(id(a).cmp(&id(b))));
-        positions.into_iter().map(|e| &e.data).collect()
+        positions
     }
 
     /// The held balance row of `currency` (`currency_short_name`).
-    pub fn balance_row(&self, currency: &str) -> Option<&Map<String, Value>> {
-        self.balances.get(currency).map(|e| &e.data)
+    pub fn balance_row(&self, currency: &str) -> Option<Map<String, Value>> {
+        self.balances.get(currency).map(|e| e.data.to_map())
     }
 
     pub fn counts(&self) -> (usize, usize, usize, usize) {
@@ -316,8 +314,8 @@ impl<'a> TableRef<'a> {
     }
 }
 
-fn pair_of(e: &Entry) -> &str {
-    e.data.get("pair").and_then(Value::as_str).unwrap_or("")
+fn pair_of(row: &Map<String, Value>) -> &str {
+    row.get("pair").and_then(Value::as_str).unwrap_or("")
 }
 
 fn older(new: Option<i64>, old: Option<i64>) -> bool {
