@@ -113,6 +113,21 @@ impl ConnFd {
     }
 }
 
+/// The text frames in a run of server frames (the hub's batches), in order: for tests and
+/// benchmarks that read a client's queue directly. Stops at anything else.
+pub fn text_frames(wire: &[u8]) -> Vec<ByteString> {
+    let mut codec = Codec::new().client_mode().max_size(usize::MAX >> 1);
+    let mut buf = BytesMut::from(wire);
+    let mut out = Vec::new();
+    while let Ok(Some(WsFrame::Text(text))) = codec.decode(&mut buf) {
+        match ByteString::try_from(text) {
+            Ok(text) => out.push(text),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
 /// How the session wants the connection closed.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Closing {
@@ -256,9 +271,14 @@ impl Body {
         }
         loop {
             if !self.current.is_empty() {
-                let n = self.current.len().min(CHUNK);
                 self.wrote = true;
-                return Poll::Ready(Some(self.current.split_to(n)));
+                // Usually the whole batch at once, handed over without another reference.
+                let chunk = if self.current.len() <= CHUNK {
+                    std::mem::take(&mut self.current)
+                } else {
+                    self.current.split_to(CHUNK)
+                };
+                return Poll::Ready(Some(chunk));
             }
             if self.initial.len() > 0 {
                 let mut out = BytesMut::new();
@@ -280,7 +300,7 @@ impl Body {
                         return Poll::Ready(Some(ping));
                     }
                 }
-                Poll::Ready(Some(batch)) => self.current = batch.wire().clone(),
+                Poll::Ready(Some(batch)) => self.current = batch,
                 Poll::Ready(None) => self.frames = None,
                 Poll::Pending => return self.wait_or_close(closing, cx),
             }
@@ -490,6 +510,7 @@ mod tests {
             .collect();
         let expected: Vec<Bytes> = frames.iter().map(|f| f.as_bytes().clone()).collect();
         assert_eq!(texts, expected);
+        assert_eq!(text_frames(batch.wire()), frames);
         assert!(Batch::new(Vec::new()).wire().is_empty());
     }
 

@@ -157,8 +157,8 @@ impl Harness {
                 .await
                 .expect("a frame in time")
                 .expect("watcher still registered");
-            for frame in batch.iter() {
-                let v: Value = serde_json::from_str(frame).unwrap();
+            for frame in coindcx_hub::ws::text_frames(&batch) {
+                let v: Value = serde_json::from_str(&frame).unwrap();
                 if v["seq"].is_u64() {
                     self.pending.push_back(v);
                 }

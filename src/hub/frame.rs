@@ -6,14 +6,11 @@ use bytestring::ByteString;
 /// One serialized frame, shared by every client (cloning is a reference count).
 pub type Frame = ByteString;
 
-/// The frames of one hub cycle, shared by every client's queue (cloning is a reference count).
-/// The WebSocket encoding of all of them, headers included, is built once here, so a client's
-/// connection writes the whole batch as one chunk: no per-client, per-frame encoding.
-#[derive(Clone)]
-pub struct Batch(std::sync::Arc<BatchInner>);
-
-struct BatchInner {
-    frames: Box<[Frame]>,
+/// The frames of one hub cycle as WebSocket text frames, back to back, headers included: built
+/// once, and every client's queue gets the same bytes (a reference count), so a connection
+/// writes a whole batch as one chunk, with no per-client, per-frame encoding.
+pub struct Batch {
+    frames: usize,
     wire: bytes::Bytes,
 }
 
@@ -24,23 +21,24 @@ impl Batch {
         for frame in &frames {
             crate::ws::encode_text(frame.as_bytes(), &mut wire);
         }
-        Batch(std::sync::Arc::new(BatchInner {
-            frames: frames.into_boxed_slice(),
+        Batch {
+            frames: frames.len(),
             wire: wire.freeze(),
-        }))
+        }
     }
 
-    /// Every frame of the batch as WebSocket text frames, back to back.
+    /// How many frames the batch holds.
+    pub fn len(&self) -> usize {
+        self.frames
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames == 0
+    }
+
+    /// The encoded frames.
     pub fn wire(&self) -> &bytes::Bytes {
-        &self.0.wire
-    }
-}
-
-impl std::ops::Deref for Batch {
-    type Target = [Frame];
-
-    fn deref(&self) -> &[Frame] {
-        &self.0.frames
+        &self.wire
     }
 }
 

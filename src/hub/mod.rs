@@ -290,7 +290,8 @@ impl Hub {
     async fn run(mut self) {
         let mut sweep = tokio::time::interval(HEARTBEAT_SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let heartbeat = Batch::new(Vec::new());
+        // Empty: a static `Bytes`, so queueing it costs no reference count.
+        let heartbeat = bytes::Bytes::new();
         loop {
             // Whatever the last branch produced goes out now, as one batch per client.
             self.flush();
@@ -317,7 +318,7 @@ impl Hub {
                 Some(incoming) = clustered::next(&mut self.cluster) => self.on_incoming(incoming),
                 _ = sweep.tick() => {
                     if !self.clients.is_empty() {
-                        self.offer(heartbeat.clone());
+                        self.offer(heartbeat.clone(), 0);
                     }
                 }
                 _ = sleep_until_opt(linger) => {
@@ -354,7 +355,7 @@ impl Hub {
                 self.shutting_down = true;
                 self.flush();
                 let frame = frame::system_frame(&self.settings.epoch, "shutting down", json!({}));
-                let notice = Batch::new(vec![frame]);
+                let notice = Batch::new(vec![frame]).wire().clone();
                 for (_, client) in self.clients.drain() {
                     let _ = client.tx.try_send(notice.clone());
                     let _ = client.close.send(GOING_AWAY);
@@ -586,16 +587,16 @@ impl Hub {
             return;
         }
         let batch: Batch = self.pending.drain(..).collect();
-        self.offer(batch);
+        self.offer(batch.wire().clone(), batch.len());
     }
 
     /// Offers a batch to every client without waiting; evicts those whose queue is full.
-    fn offer(&mut self, batch: Batch) {
+    fn offer(&mut self, batch: bytes::Bytes, frames: usize) {
         let mut evicted = Vec::new();
         let mut delivered = 0u64;
         for (id, client) in &self.clients {
             match client.tx.try_send(batch.clone()) {
-                Ok(()) => delivered += batch.len() as u64,
+                Ok(()) => delivered += frames as u64,
                 Err(outbox::TrySendError::Full | outbox::TrySendError::Closed) => evicted.push(*id),
             }
         }
