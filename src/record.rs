@@ -408,8 +408,55 @@ impl Record {
             out.push('{');
         }
         for (i, (field, class)) in fields.iter().zip(classes).enumerate() {
-            let name = text.get(field.key.start..field.key.end).ok_or(Bail)?;
             let value = text.get(field.value.start..field.value.end).ok_or(Bail)?;
+            // The common cases, from the token and the field's class alone: `Some(quoted)`,
+            // the value is written as sent (`false`) or as sent in quotes (a decimal sent as a
+            // number). The same answers as the general typing below gives them.
+            let quick = match (field.token, class.typing, class.role) {
+                (Token::Null, _, _) => Some(false),
+                (Token::True | Token::False | Token::Empty, Typing::Verbatim, _) => Some(false),
+                (Token::Str, Typing::Verbatim, Role::Other) if value != "\"None\"" => Some(false),
+                (Token::Number, Typing::Verbatim, Role::Other) => Some(false),
+                // Grammar-checked and without exponent: plain digits.
+                (Token::Number, Typing::Decimal, Role::Other) if value.len() <= 400 => Some(true),
+                (Token::Number, Typing::Timestamp, Role::Other | Role::UpdatedAt) => {
+                    match value.parse::<i64>() {
+                        Ok(ms) => {
+                            if class.role == Role::UpdatedAt {
+                                updated_at = Some(ms);
+                            }
+                            Some(false)
+                        }
+                        Err(_) => None,
+                    }
+                }
+                _ => None,
+            };
+            let name = text.get(field.key.start..field.key.end).ok_or(Bail)?;
+            if let Some(quoted) = quick {
+                if object.compact {
+                    if !quoted {
+                        continue;
+                    }
+                    out.push_str(text.get(copied..field.value.start).ok_or(Bail)?);
+                    copied = field.value.end;
+                } else {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push('"');
+                    out.push_str(name);
+                    out.push_str("\":");
+                    if !quoted {
+                        out.push_str(value);
+                        continue;
+                    }
+                }
+                out.push('"');
+                out.push_str(value);
+                out.push('"');
+                continue;
+            }
             let typed = match type_token(class.typing, name, field.token, value)? {
                 Ok(typed) => typed,
                 Err(e) => {

@@ -216,13 +216,17 @@ impl<'a> Scanner<'a> {
     fn key(&mut self, hint: Option<&Field>, same_keys: &mut bool) -> Result<Span, Unusual> {
         let start = self.pos;
         if let Some(hint) = hint {
-            let len = hint.key.end - hint.key.start;
-            let end = start + len;
-            if self.b.get(end) == Some(&b'"')
-                && self.b[start..end] == self.b[hint.key.start..hint.key.end]
-            {
-                self.pos = end + 1;
-                return Ok(Span { start, end });
+            // The key and its closing quote.
+            let with_quote = hint.key.end + 1 - hint.key.start;
+            if let (Some(here), Some(there)) = (
+                self.b.get(start..start + with_quote),
+                self.b.get(hint.key.start..hint.key.end + 1),
+            ) {
+                if same_bytes(here, there) {
+                    let end = start + with_quote - 1;
+                    self.pos = end + 1;
+                    return Ok(Span { start, end });
+                }
             }
         }
         *same_keys = false;
@@ -368,6 +372,33 @@ fn some_digits(b: &[u8], at: usize) -> Result<usize, Unusual> {
     }
 }
 
+/// `a == b` for slices of the same length, a word at a time: keys are short, and calling
+/// `memcmp` for each cost more than the compare.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]));
+    let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().unwrap_or([0; 4]));
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 < n {
+            if word(a, i) != word(b, i) {
+                return false;
+            }
+            i += 8;
+        }
+        // The last 8 bytes (overlapping the word before).
+        word(a, n - 8) == word(b, n - 8)
+    } else if n >= 4 {
+        half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4)
+    } else {
+        a.iter().zip(b).all(|(x, y)| x == y)
+    }
+}
+
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
@@ -407,6 +438,20 @@ fn is_special(c: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_bytes_is_equality() {
+        for n in 0..40 {
+            let a: Vec<u8> = (0..n as u8).map(|i| b'a' + i % 26).collect();
+            assert!(same_bytes(&a, &a.clone()));
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 1;
+                assert!(!same_bytes(&a, &b), "{n} {i}");
+            }
+            assert!(!same_bytes(&a, &a[..n.saturating_sub(1)]) || n == 0);
+        }
+    }
 
     #[test]
     fn find_special_is_the_first_match() {
