@@ -108,7 +108,9 @@ mod text_path {
         // The previous record's fields: records of one event mostly share their keys.
         let mut previous: Vec<Field> = Vec::new();
         let mut classes = Vec::new();
-        let mut size_hint = 64;
+        // Each record is written here, then copied to a box of its size (cheaper than
+        // shrinking a `String` sized by guess).
+        let mut scratch = String::new();
         let mut index = 0;
         while next == Next::Element {
             let object = scanner.object(&mut fields, &previous)?;
@@ -123,9 +125,8 @@ mod text_path {
                         .map(|f| record::classify(kind, &text[f.key.start..f.key.end])),
                 );
             }
-            match Record::from_scanned(kind, text, &object, &fields, &classes, size_hint)? {
+            match Record::from_scanned(kind, text, &object, &fields, &classes, &mut scratch)? {
                 Ok(record) => {
-                    size_hint = record.data.as_str().len() + 64;
                     if records.capacity() == 0 {
                         // Records of one event are about the same size.
                         let span = object.span.end - object.span.start;

@@ -393,10 +393,10 @@ impl Record {
         object: &Object,
         fields: &[Field],
         classes: &[FieldClass],
-        size_hint: usize,
+        out: &mut String,
     ) -> Result<Result<Record, RecordError>, Bail> {
         let schema = kind.schema();
-        let mut out = String::with_capacity(size_hint);
+        out.clear();
         let mut bad_fields = Vec::new();
         let mut key: Option<Cow<str>> = None;
         let mut status = None;
@@ -408,30 +408,37 @@ impl Record {
             out.push('{');
         }
         for (i, (field, class)) in fields.iter().zip(classes).enumerate() {
-            let value = text.get(field.value.start..field.value.end).ok_or(Bail)?;
+            let raw = text
+                .as_bytes()
+                .get(field.value.start..field.value.end)
+                .ok_or(Bail)?;
             // The common cases, from the token and the field's class alone: `Some(quoted)`,
             // the value is written as sent (`false`) or as sent in quotes (a decimal sent as a
             // number). The same answers as the general typing below gives them.
             let quick = match (field.token, class.typing, class.role) {
                 (Token::Null, _, _) => Some(false),
                 (Token::True | Token::False | Token::Empty, Typing::Verbatim, _) => Some(false),
-                (Token::Str, Typing::Verbatim, Role::Other) if value != "\"None\"" => Some(false),
+                (Token::Str, Typing::Verbatim, Role::Other) if raw != b"\"None\"" => Some(false),
                 (Token::Number, Typing::Verbatim, Role::Other) => Some(false),
                 // Grammar-checked and without exponent: plain digits.
-                (Token::Number, Typing::Decimal, Role::Other) if value.len() <= 400 => Some(true),
+                (Token::Number, Typing::Decimal, Role::Other) if raw.len() <= 400 => Some(true),
                 (Token::Number, Typing::Timestamp, Role::Other | Role::UpdatedAt) => {
-                    match value.parse::<i64>() {
-                        Ok(ms) => {
+                    match small_integer(raw) {
+                        Some(ms) => {
                             if class.role == Role::UpdatedAt {
                                 updated_at = Some(ms);
                             }
                             Some(false)
                         }
-                        Err(_) => None,
+                        None => None,
                     }
                 }
                 _ => None,
             };
+            if quick == Some(false) && object.compact {
+                continue;
+            }
+            let value = text.get(field.value.start..field.value.end).ok_or(Bail)?;
             let name = text.get(field.key.start..field.key.end).ok_or(Bail)?;
             if let Some(quoted) = quick {
                 if object.compact {
@@ -534,7 +541,7 @@ impl Record {
             key: key.into_owned(),
             status,
             updated_at,
-            data: RecordData::from_json_text(out),
+            data: RecordData(Box::from(out.as_str())),
             bad_fields,
         }))
     }
@@ -673,6 +680,26 @@ fn type_token<'a>(
         }
     }
     Ok(Ok(value))
+}
+
+/// An integer number token (grammar-checked by the scanner) of at most 18 digits, which fits
+/// an `i64`: what `str::parse::<i64>` gives for it.
+fn small_integer(raw: &[u8]) -> Option<i64> {
+    let (negative, digits) = match raw.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, raw),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + i64::from(d - b'0');
+    }
+    Some(if negative { -value } else { value })
 }
 
 /// [`json_type`] of a value from its text.

@@ -170,9 +170,15 @@ impl<'a> Scanner<'a> {
             loop {
                 self.expect(b'"')?;
                 let key = self.key(previous.get(fields.len()), &mut same_keys)?;
-                compact &= !self.ws();
+                // Whitespace is looked for only where the next byte is not the expected one.
+                if self.peek() != Some(b':') {
+                    compact &= !self.ws();
+                }
                 self.expect(b':')?;
-                compact &= !self.ws();
+                if let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+                    compact = false;
+                    self.ws();
+                }
                 let value_start = self.pos;
                 let token = self.value()?;
                 let value = Span {
@@ -180,11 +186,18 @@ impl<'a> Scanner<'a> {
                     end: self.pos,
                 };
                 fields.push(Field { key, value, token });
-                compact &= !self.ws();
-                match self.peek() {
+                let mut next = self.peek();
+                if let Some(b' ' | b'\n' | b'\r' | b'\t') = next {
+                    compact = false;
+                    self.ws();
+                    next = self.peek();
+                }
+                match next {
                     Some(b',') => {
                         self.pos += 1;
-                        compact &= !self.ws();
+                        if self.peek() != Some(b'"') {
+                            compact &= !self.ws();
+                        }
                     }
                     Some(b'}') => {
                         self.pos += 1;
