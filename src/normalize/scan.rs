@@ -590,5 +590,9 @@ mod tests {
         ] {
             assert!(scan(bad).is_err(), "{bad}");
         }
+        // A nested value's brackets are only matched here: `[1}` passes the scan, and its
+        // parse by serde_json in the typing sends the event to the `Value` path.
+        assert!(scan("[{\"a\":[1}}]").is_ok());
+        assert!(serde_json::from_str::<serde_json::Value>("[1}").is_err());
     }
 }
