@@ -10,6 +10,8 @@ use serde_json::Value;
 
 use crate::record::{Kind, Record, RecordError};
 
+pub(crate) mod scan;
+
 /// The records of one event, plus the elements that had to be skipped.
 #[derive(Debug)]
 pub struct Normalized {
@@ -78,126 +80,82 @@ pub fn normalize_text(kind: Kind, text: &str) -> Option<Normalized> {
     text_path::normalize_text(kind, text)
 }
 
-/// The records of the array text parsed borrowed: each record's fields as (key, value text)
-/// pairs, typed and written out as text by [`Record::from_raw_fields`] (perf: building the
-/// `Map<String, Value>` per record, one `String` per key and number, was most of the time).
+/// The records of the array text scanned in place ([`scan`]): each record's fields as spans of
+/// the text, typed and written out as text by [`Record::from_scanned`] (perf: building the
+/// `Map<String, Value>` per record, one `String` per key and number, was most of the time, and
+/// then serde_json's generic deserializer half of what was left).
 mod text_path {
-    use std::borrow::Cow;
-    use std::fmt;
-
-    use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
-    use serde_json::value::RawValue;
-
+    use super::scan::{Field, Next, Scanner, Unusual};
     use super::Normalized;
-    use crate::record::{self, CowKey, Kind, Record};
+    use crate::record::{self, Bail, Kind, Record};
 
-    /// The key serde_json (`arbitrary_precision`) uses to pass a number's text through a map.
-    const NUMBER_TOKEN: &str = "$serde_json::private::Number";
-
-    type Fields<'de> = Vec<(Cow<'de, str>, &'de RawValue)>;
+    impl From<Bail> for Unusual {
+        fn from(_: Bail) -> Unusual {
+            Unusual
+        }
+    }
 
     pub fn normalize_text(kind: Kind, text: &str) -> Option<Normalized> {
-        if !text.trim_start().starts_with('[') {
-            return None;
-        }
-        let mut de = serde_json::Deserializer::from_str(text);
-        let out = de.deserialize_seq(Records { kind, text }).ok()?;
-        de.end().ok()?;
-        Some(out)
+        records(kind, text).ok()
     }
 
-    struct Records<'de> {
-        kind: Kind,
-        /// The whole text, which every key and value borrowed from it lies in.
-        text: &'de str,
-    }
-
-    impl<'de> Visitor<'de> for Records<'de> {
-        type Value = Normalized;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an array of records")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Normalized, A::Error> {
-            let bail = || A::Error::custom("needs the Value path");
-            let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-            let mut skipped = Vec::new();
-            let mut fields: Fields<'de> = Vec::new();
-            // The previous record's fields: records of one event mostly share their keys.
-            let mut previous: Fields<'de> = Vec::new();
-            let mut classes = Vec::new();
-            let mut size_hint = 64;
-            let mut index = 0;
-            while seq.next_element_seed(Object(&mut fields))?.is_some() {
-                if !same_keys(&fields, &previous) {
-                    if has_duplicates(&fields) {
-                        return Err(bail());
-                    }
-                    classes.clear();
-                    classes.extend(fields.iter().map(|(k, _)| record::classify(self.kind, k)));
+    fn records(kind: Kind, text: &str) -> Result<Normalized, Unusual> {
+        let mut scanner = Scanner::new(text);
+        let mut records = Vec::new();
+        let mut skipped = Vec::new();
+        let mut next = scanner.open_array()?;
+        let mut fields: Vec<Field> = Vec::new();
+        // The previous record's fields: records of one event mostly share their keys.
+        let mut previous: Vec<Field> = Vec::new();
+        let mut classes = Vec::new();
+        // Each record is written here, then copied to a box of its size (cheaper than
+        // shrinking a `String` sized by guess).
+        let mut scratch = String::new();
+        let mut index = 0;
+        while next == Next::Element {
+            let object = scanner.object(&mut fields, &previous)?;
+            if !object.same_keys {
+                if has_duplicates(text, &fields) {
+                    return Err(Unusual);
                 }
-                match Record::from_raw_fields(self.kind, self.text, &fields, &classes, size_hint) {
-                    Err(_) => return Err(bail()),
-                    Ok(Ok(record)) => {
-                        size_hint = record.data.as_str().len() + 64;
-                        records.push(record);
-                    }
-                    Ok(Err(e)) => skipped.push((index, e)),
-                }
-                index += 1;
-                std::mem::swap(&mut fields, &mut previous);
-                fields.clear();
+                classes.clear();
+                classes.extend(
+                    fields
+                        .iter()
+                        .map(|f| record::classify(kind, &text[f.key.start..f.key.end])),
+                );
             }
-            Ok(Normalized {
-                kind: self.kind,
-                records,
-                skipped,
-            })
+            match Record::from_scanned(kind, text, &object, &fields, &classes, &mut scratch)? {
+                Ok(record) => {
+                    if records.capacity() == 0 {
+                        // Records of one event are about the same size.
+                        let span = object.span.end - object.span.start;
+                        records.reserve(text.len() / span.max(1) + 1);
+                    }
+                    records.push(record);
+                }
+                Err(e) => skipped.push((index, e)),
+            }
+            index += 1;
+            std::mem::swap(&mut fields, &mut previous);
+            next = scanner.after_element()?;
         }
-    }
-
-    /// The same keys in the same order.
-    fn same_keys(fields: &Fields, previous: &Fields) -> bool {
-        fields.len() == previous.len() && fields.iter().zip(previous).all(|(a, b)| a.0 == b.0)
+        scanner.finish()?;
+        Ok(Normalized {
+            kind,
+            records,
+            skipped,
+        })
     }
 
     /// Whether a key repeats.
-    fn has_duplicates(fields: &Fields) -> bool {
-        let mut keys: Vec<&str> = fields.iter().map(|(k, _)| &**k).collect();
+    fn has_duplicates(text: &str, fields: &[Field]) -> bool {
+        let mut keys: Vec<&str> = fields
+            .iter()
+            .map(|f| &text[f.key.start..f.key.end])
+            .collect();
         keys.sort_unstable();
         keys.windows(2).any(|w| w[0] == w[1])
-    }
-
-    /// One array element that must be an object: its fields go to the vector.
-    struct Object<'a, 'de>(&'a mut Fields<'de>);
-
-    impl<'de> DeserializeSeed<'de> for Object<'_, 'de> {
-        type Value = ();
-
-        fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
-            de.deserialize_map(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for Object<'_, 'de> {
-        type Value = ();
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an object")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(key) = map.next_key_seed(CowKey)? {
-                // A number's text comes as the one key of a map (checked on the first key only).
-                if self.0.is_empty() && key == NUMBER_TOKEN {
-                    return Err(A::Error::custom("needs the Value path"));
-                }
-                let value: &'de RawValue = map.next_value()?;
-                self.0.push((key, value));
-            }
-            Ok(())
-        }
     }
 }
 

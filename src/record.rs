@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::decimal::ExactDecimal;
+use crate::normalize::scan::{Field, Object, Token};
 
 /// The three kinds of account record the private stream carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -377,42 +378,93 @@ impl Record {
 }
 
 /// The record needs the `Value` path ([`Record::from_value`]) to come out exactly as there:
-/// something the text path does not handle (deep nesting, a malformed escape).
+/// something the text path does not handle (a malformed escape or nested value).
 #[derive(Debug)]
 pub(crate) struct Bail;
 
-/// Values nested deeper than this inside a field take the `Value` path, whose parse counts
-/// depth from the top of the event (serde_json stops at 128).
-const MAX_FIELD_DEPTH: usize = 100;
-
 impl Record {
-    /// Types one record given as its fields' text (keys unique, in order), writing the
+    /// Types one record scanned from `text` (its keys unique and without escapes), writing the
     /// normalized record straight to text: what [`from_value`](Self::from_value) makes of the
     /// same record, without building a map. `Err(Bail)`: use `from_value` for this input.
     /// `classes`: [`classify`] of each field, in order.
-    pub(crate) fn from_raw_fields(
+    pub(crate) fn from_scanned(
         kind: Kind,
-        source: &str,
-        fields: &[(Cow<str>, &RawValue)],
+        text: &str,
+        object: &Object,
+        fields: &[Field],
         classes: &[FieldClass],
-        size_hint: usize,
+        out: &mut String,
     ) -> Result<Result<Record, RecordError>, Bail> {
         let schema = kind.schema();
-        let mut out = String::with_capacity(size_hint);
+        out.clear();
         let mut bad_fields = Vec::new();
-        let mut key: Option<String> = None;
+        let mut key: Option<Cow<str>> = None;
         let mut status = None;
         let mut updated_at = None;
-        // Where a piece of `source` (keys and values as given) starts.
-        let base = source.as_ptr() as usize;
-        let at = |piece: &str| (piece.as_ptr() as usize).wrapping_sub(base);
-        // A span of `source` already written as serde_json writes it (`"key":value,...`),
-        // copied in one go when something else must be written.
-        let mut run: Option<(usize, usize)> = None;
-        out.push('{');
-        for (i, ((name, raw), class)) in fields.iter().zip(classes).enumerate() {
-            let text = raw.get();
-            let typed = match type_raw(class.typing, name, text)? {
+        // A compact record is copied from its text, values typing changes written in between:
+        // `text[copied..]` is not written yet. Otherwise each field is written on its own.
+        let mut copied = object.span.start;
+        if !object.compact {
+            out.push('{');
+        }
+        for (i, (field, class)) in fields.iter().zip(classes).enumerate() {
+            let raw = text
+                .as_bytes()
+                .get(field.value.start..field.value.end)
+                .ok_or(Bail)?;
+            // The common cases, from the token and the field's class alone: `Some(quoted)`,
+            // the value is written as sent (`false`) or as sent in quotes (a decimal sent as a
+            // number). The same answers as the general typing below gives them.
+            let quick = match (field.token, class.typing, class.role) {
+                (Token::Null, _, _) => Some(false),
+                (Token::True | Token::False | Token::Empty, Typing::Verbatim, _) => Some(false),
+                (Token::Str, Typing::Verbatim, Role::Other) if raw != b"\"None\"" => Some(false),
+                (Token::Number, Typing::Verbatim, Role::Other) => Some(false),
+                // Grammar-checked and without exponent: plain digits.
+                (Token::Number, Typing::Decimal, Role::Other) if raw.len() <= 400 => Some(true),
+                (Token::Number, Typing::Timestamp, Role::Other | Role::UpdatedAt) => {
+                    match small_integer(raw) {
+                        Some(ms) => {
+                            if class.role == Role::UpdatedAt {
+                                updated_at = Some(ms);
+                            }
+                            Some(false)
+                        }
+                        None => None,
+                    }
+                }
+                _ => None,
+            };
+            if quick == Some(false) && object.compact {
+                continue;
+            }
+            let value = text.get(field.value.start..field.value.end).ok_or(Bail)?;
+            let name = text.get(field.key.start..field.key.end).ok_or(Bail)?;
+            if let Some(quoted) = quick {
+                if object.compact {
+                    if !quoted {
+                        continue;
+                    }
+                    out.push_str(text.get(copied..field.value.start).ok_or(Bail)?);
+                    copied = field.value.end;
+                } else {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push('"');
+                    out.push_str(name);
+                    out.push_str("\":");
+                    if !quoted {
+                        out.push_str(value);
+                        continue;
+                    }
+                }
+                out.push('"');
+                out.push_str(value);
+                out.push('"');
+                continue;
+            }
+            let typed = match type_token(class.typing, name, field.token, value)? {
                 Ok(typed) => typed,
                 Err(e) => {
                     if class.role == Role::Key {
@@ -423,22 +475,20 @@ impl Record {
                     Typed::Null
                 }
             };
-            let verbatim = match &typed {
-                Typed::Null => text.starts_with('n'),
+            // Whether the value is written as sent.
+            let same = match &typed {
+                Typed::Null => field.token == Token::Null,
                 Typed::Verbatim => true,
                 Typed::Str(s, verbatim) => {
                     match class.role {
-                        Role::Key => key = Some(s.to_string()),
+                        Role::Key => key = Some(s.clone()),
                         Role::Status => status = Some(OrderStatus::parse(s)),
                         Role::UpdatedAt | Role::Other => {}
                     }
                     *verbatim
                 }
-                Typed::Decimal(d) => {
-                    matches!(d, Cow::Borrowed(_))
-                        && text.len() == d.len() + 2
-                        && at(d) == at(text) + 1
-                }
+                // Plain digits of a string without escapes are that string's contents.
+                Typed::Decimal(d) => field.token == Token::Str && matches!(d, Cow::Borrowed(_)),
                 Typed::Number(n) => {
                     if class.role == Role::UpdatedAt {
                         updated_at = n.parse::<i64>().ok();
@@ -447,37 +497,28 @@ impl Record {
                 }
                 Typed::Nested(_) => false,
             };
-            if let (true, Cow::Borrowed(k)) = (verbatim, name) {
-                // `"key":value` exactly as sent, right after the last run (`,` between)?
-                if at(text) == at(k) + k.len() + 2 {
-                    let (start, end) = (at(k) - 1, at(text) + text.len());
-                    run = match run {
-                        Some((s, e)) if start == e + 1 => Some((s, end)),
-                        other => {
-                            if let Some((s, e)) = other {
-                                out.push_str(source.get(s..e).ok_or(Bail)?);
-                            }
-                            if i > 0 {
-                                out.push(',');
-                            }
-                            Some((start, end))
-                        }
-                    };
+            if object.compact {
+                if same {
+                    continue;
+                }
+                out.push_str(text.get(copied..field.value.start).ok_or(Bail)?);
+                copied = field.value.end;
+            } else {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push('"');
+                out.push_str(name);
+                out.push_str("\":");
+                if same {
+                    out.push_str(value);
                     continue;
                 }
             }
-            if let Some((s, e)) = run.take() {
-                out.push_str(source.get(s..e).ok_or(Bail)?);
-            }
-            if i > 0 {
-                out.push(',');
-            }
-            push_json_str(&mut out, name, matches!(name, Cow::Borrowed(_)));
-            out.push(':');
             match typed {
                 Typed::Null => out.push_str("null"),
-                Typed::Verbatim => out.push_str(text),
-                Typed::Str(s, verbatim) => push_json_str(&mut out, &s, verbatim),
+                Typed::Verbatim => out.push_str(value),
+                Typed::Str(s, _) => out.push_str(&serde_json::to_string(&*s).map_err(|_| Bail)?),
                 Typed::Decimal(d) => {
                     out.push('"');
                     out.push_str(&d);
@@ -487,19 +528,20 @@ impl Record {
                 Typed::Nested(v) => out.push_str(&v),
             }
         }
-        if let Some((s, e)) = run.take() {
-            out.push_str(source.get(s..e).ok_or(Bail)?);
+        if object.compact {
+            out.push_str(text.get(copied..object.span.end).ok_or(Bail)?);
+        } else {
+            out.push('}');
         }
-        out.push('}');
         let Some(key) = key.filter(|k| !k.is_empty()) else {
             return Ok(Err(RecordError::MissingKey(schema.key)));
         };
         Ok(Ok(Record {
             kind,
-            key,
+            key: key.into_owned(),
             status,
             updated_at,
-            data: RecordData::from_json_text(out),
+            data: RecordData(Box::from(out.as_str())),
             bad_fields,
         }))
     }
@@ -568,10 +610,11 @@ enum Typed<'a> {
     Nested(String),
 }
 
-/// [`normalize_field`] on the text of one field value.
-fn type_raw<'a>(
+/// [`normalize_field`] on one scanned value (`text`: its token as sent).
+fn type_token<'a>(
     typing: Typing,
     name: &str,
+    token: Token,
     text: &'a str,
 ) -> Result<Result<Typed<'a>, RecordError>, Bail> {
     let bad = |reason: String| {
@@ -580,34 +623,41 @@ fn type_raw<'a>(
             reason,
         }))
     };
-    let first = text.as_bytes().first().copied().ok_or(Bail)?;
-    let value = match first {
-        b'"' => {
-            let s = json_str(text)?;
+    let value = match token {
+        Token::Str => {
+            let s = text.get(1..text.len() - 1).ok_or(Bail)?;
             if s == "None" {
                 // REST writes null as the string "None" in several fields.
                 return Ok(Ok(Typed::Null));
             }
-            let verbatim = matches!(s, Cow::Borrowed(_));
-            Typed::Str(s, verbatim)
+            Typed::Str(Cow::Borrowed(s), true)
         }
-        b'-' | b'0'..=b'9' => Typed::Number(json_number(text)?),
-        b'n' => Typed::Null,
-        b't' | b'f' => Typed::Verbatim,
-        b'[' | b'{' if text.len() == 2 => Typed::Verbatim,
-        b'[' | b'{' => Typed::Nested(nested(text)?),
-        _ => return Err(Bail),
+        Token::EscapedStr => {
+            // serde_json checks the escapes (a lone surrogate, `\x`: the `Value` path's error).
+            let s: String = serde_json::from_str(text).map_err(|_| Bail)?;
+            if s == "None" {
+                return Ok(Ok(Typed::Null));
+            }
+            Typed::Str(Cow::Owned(s), false)
+        }
+        Token::Number => Typed::Number(Cow::Borrowed(text)),
+        Token::ExpNumber => Typed::Number(Cow::Owned(exp_number(text)?)),
+        Token::Null => Typed::Null,
+        Token::True | Token::False | Token::Empty => Typed::Verbatim,
+        Token::Nested => Typed::Nested(nested(text)?),
     };
     if typing == Typing::Decimal {
         let parsed = match value {
             Typed::Null => return Ok(Ok(Typed::Null)),
+            // The scanner checked the number grammar: without exponent that is plain digits.
+            Typed::Number(Cow::Borrowed(s)) if s.len() <= 400 => Ok(Cow::Borrowed(s)),
             Typed::Str(Cow::Borrowed(s), _) | Typed::Number(Cow::Borrowed(s)) => {
                 ExactDecimal::digits(s)
             }
             Typed::Str(Cow::Owned(s), _) | Typed::Number(Cow::Owned(s)) => {
                 ExactDecimal::digits(&s).map(|d| Cow::Owned(d.into_owned()))
             }
-            _ => Err(crate::decimal::DecimalError::WrongType(token_type(first))),
+            _ => Err(crate::decimal::DecimalError::WrongType(token_type(text))),
         };
         return match parsed {
             Ok(d) => Ok(Ok(Typed::Decimal(d))),
@@ -626,88 +676,56 @@ fn type_raw<'a>(
             _ => false,
         };
         if !ok {
-            return bad(format!("expected epoch ms, got {}", token_type(first)));
+            return bad(format!("expected epoch ms, got {}", token_type(text)));
         }
     }
     Ok(Ok(value))
 }
 
-/// [`json_type`] of a value from the first byte of its text.
-fn token_type(first: u8) -> &'static str {
-    match first {
-        b'n' => "null",
-        b't' | b'f' => "a boolean",
-        b'"' => "a string",
-        b'[' => "an array",
-        b'{' => "an object",
+/// An integer number token (grammar-checked by the scanner) of at most 18 digits, which fits
+/// an `i64`: what `str::parse::<i64>` gives for it.
+fn small_integer(raw: &[u8]) -> Option<i64> {
+    let (negative, digits) = match raw.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, raw),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + i64::from(d - b'0');
+    }
+    Some(if negative { -value } else { value })
+}
+
+/// [`json_type`] of a value from its text.
+fn token_type(text: &str) -> &'static str {
+    match text.as_bytes().first() {
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'"') => "a string",
+        Some(b'[') => "an array",
+        Some(b'{') => "an object",
         _ => "a number",
     }
 }
 
-/// A JSON string token decoded: borrowed when it has no escapes.
-fn json_str(text: &str) -> Result<Cow<'_, str>, Bail> {
-    let inner = &text[1..text.len() - 1];
-    if !inner.contains('\\') {
-        return Ok(Cow::Borrowed(inner));
-    }
-    serde_json::from_str::<String>(text)
-        .map(Cow::Owned)
-        .map_err(|_| Bail)
-}
-
-/// A number token as serde_json (`arbitrary_precision`) keeps it: exponents are spelled
-/// `e+`/`e-`; everything else is kept as sent.
-fn json_number(text: &str) -> Result<Cow<'_, str>, Bail> {
-    if !text.bytes().any(|b| b == b'e' || b == b'E') {
-        return Ok(Cow::Borrowed(text));
-    }
+/// A number with an exponent as serde_json (`arbitrary_precision`) keeps it (`1E5` is
+/// `1e+5`... as its `Number` spells it).
+fn exp_number(text: &str) -> Result<String, Bail> {
     let n: serde_json::Number = serde_json::from_str(text).map_err(|_| Bail)?;
-    Ok(Cow::Owned(n.as_str().to_string()))
+    Ok(n.as_str().to_string())
 }
 
-/// A nested array or object re-written as serde_json writes its `Value`.
+/// A nested array or object (at most [`MAX_FIELD_DEPTH`](crate::normalize::scan::MAX_FIELD_DEPTH)
+/// deep: the scanner checked) parsed by serde_json and re-written as it writes its `Value`.
 fn nested(text: &str) -> Result<String, Bail> {
-    let mut depth = 0usize;
-    let mut max = 0usize;
-    let mut in_str = false;
-    let mut escaped = false;
-    for b in text.bytes() {
-        if in_str {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'[' | b'{' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    if max > MAX_FIELD_DEPTH {
-        return Err(Bail);
-    }
     let value: Value = serde_json::from_str(text).map_err(|_| Bail)?;
     serde_json::to_string(&value).map_err(|_| Bail)
-}
-
-/// Writes `s` as a JSON string the way serde_json does; `verbatim`: `s` came from JSON text
-/// without escapes, so it needs none (control characters cannot appear unescaped).
-fn push_json_str(out: &mut String, s: &str, verbatim: bool) {
-    if verbatim {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
-        out.push_str(&serde_json::to_string(s).unwrap_or_default());
-    }
 }
 
 fn normalize_field(schema: &Schema, name: &str, field: &mut Value) -> Result<(), RecordError> {
