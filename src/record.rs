@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::decimal::ExactDecimal;
-use crate::normalize::scan::{Field, Object, Token};
+use crate::normalize::scan::{Field, Object, Span, Token};
 
 /// The three kinds of account record the private stream carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -401,12 +401,7 @@ impl Record {
         let mut key: Option<Cow<str>> = None;
         let mut status = None;
         let mut updated_at = None;
-        // A compact record is copied from its text, values typing changes written in between:
-        // `text[copied..]` is not written yet. Otherwise each field is written on its own.
-        let mut copied = object.span.start;
-        if !object.compact {
-            out.push('{');
-        }
+        let mut w = FieldWriter::start(out, text, object);
         for (i, (field, class)) in fields.iter().zip(classes).enumerate() {
             let raw = text
                 .as_bytes()
@@ -441,27 +436,11 @@ impl Record {
             let value = text.get(field.value.start..field.value.end).ok_or(Bail)?;
             let name = text.get(field.key.start..field.key.end).ok_or(Bail)?;
             if let Some(quoted) = quick {
-                if object.compact {
-                    if !quoted {
-                        continue;
-                    }
-                    out.push_str(text.get(copied..field.value.start).ok_or(Bail)?);
-                    copied = field.value.end;
-                } else {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push('"');
-                    out.push_str(name);
-                    out.push_str("\":");
-                    if !quoted {
-                        out.push_str(value);
-                        continue;
-                    }
+                if w.open(i == 0, name, field.value, !quoted)? {
+                    w.out.push('"');
+                    w.out.push_str(value);
+                    w.out.push('"');
                 }
-                out.push('"');
-                out.push_str(value);
-                out.push('"');
                 continue;
             }
             let typed = match type_token(class.typing, name, field.token, value)? {
@@ -497,42 +476,25 @@ impl Record {
                 }
                 Typed::Nested(_) => false,
             };
-            if object.compact {
-                if same {
-                    continue;
-                }
-                out.push_str(text.get(copied..field.value.start).ok_or(Bail)?);
-                copied = field.value.end;
-            } else {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push('"');
-                out.push_str(name);
-                out.push_str("\":");
-                if same {
-                    out.push_str(value);
-                    continue;
-                }
+            if !w.open(i == 0, name, field.value, same)? {
+                continue;
             }
             match typed {
-                Typed::Null => out.push_str("null"),
-                Typed::Verbatim => out.push_str(value),
-                Typed::Str(s, _) => out.push_str(&serde_json::to_string(&*s).map_err(|_| Bail)?),
+                Typed::Null => w.out.push_str("null"),
+                Typed::Verbatim => w.out.push_str(value),
+                Typed::Str(s, _) => w
+                    .out
+                    .push_str(&serde_json::to_string(&*s).map_err(|_| Bail)?),
                 Typed::Decimal(d) => {
-                    out.push('"');
-                    out.push_str(&d);
-                    out.push('"');
+                    w.out.push('"');
+                    w.out.push_str(&d);
+                    w.out.push('"');
                 }
-                Typed::Number(n) => out.push_str(&n),
-                Typed::Nested(v) => out.push_str(&v),
+                Typed::Number(n) => w.out.push_str(&n),
+                Typed::Nested(v) => w.out.push_str(&v),
             }
         }
-        if object.compact {
-            out.push_str(text.get(copied..object.span.end).ok_or(Bail)?);
-        } else {
-            out.push('}');
-        }
+        w.finish(object)?;
         let Some(key) = key.filter(|k| !k.is_empty()) else {
             return Ok(Err(RecordError::MissingKey(schema.key)));
         };
@@ -544,6 +506,67 @@ impl Record {
             data: RecordData(Box::from(out.as_str())),
             bad_fields,
         }))
+    }
+}
+
+/// Writes one record being normalized: a compact record is copied from its text
+/// with only the changed values written in between (`text[copied..]` is not written yet);
+/// otherwise each field is written on its own (separator, key, value).
+struct FieldWriter<'a> {
+    out: &'a mut String,
+    text: &'a str,
+    compact: bool,
+    copied: usize,
+}
+
+impl<'a> FieldWriter<'a> {
+    fn start(out: &'a mut String, text: &'a str, object: &Object) -> Self {
+        if !object.compact {
+            out.push('{');
+        }
+        FieldWriter {
+            out,
+            text,
+            compact: object.compact,
+            copied: object.span.start,
+        }
+    }
+
+    /// The rest of a compact record's text, or the closing brace.
+    fn finish(self, object: &Object) -> Result<(), Bail> {
+        if self.compact {
+            let rest = self.text.get(self.copied..object.span.end).ok_or(Bail)?;
+            self.out.push_str(rest);
+        } else {
+            self.out.push('}');
+        }
+        Ok(())
+    }
+
+    /// Writes what comes before the value of the field at `value` and, when it stays `as_sent`,
+    /// the value too. `Ok(true)`: the caller writes the new value next.
+    fn open(&mut self, first: bool, name: &str, value: Span, as_sent: bool) -> Result<bool, Bail> {
+        if self.compact {
+            if as_sent {
+                return Ok(false);
+            }
+            self.out
+                .push_str(self.text.get(self.copied..value.start).ok_or(Bail)?);
+            self.copied = value.end;
+            return Ok(true);
+        }
+        if !first {
+            self.out.push(',');
+        }
+        self.out.push('"');
+        self.out.push_str(name);
+        self.out.push_str("\":");
+        if as_sent {
+            self.out
+                .push_str(self.text.get(value.start..value.end).ok_or(Bail)?);
+            return Ok(false);
+        }
+        Ok(true)
     }
 }
 

@@ -149,20 +149,18 @@ pub struct Link {
 impl Link {
     /// Queues one text frame and wakes the body; returns the bytes now queued.
     pub fn send_text(&self, text: &str) -> usize {
-        let queued = {
-            let mut out = self.out.borrow_mut();
-            encode_text(text.as_bytes(), &mut out);
-            out.len()
-        };
-        self.wake();
-        queued
+        self.queue(|out| encode_text(text.as_bytes(), out))
     }
 
     /// Queues a pong and wakes the body; returns the bytes now queued.
     pub fn send_pong(&self, payload: &[u8]) -> usize {
+        self.queue(|out| encode_pong(payload, out))
+    }
+
+    fn queue(&self, encode: impl FnOnce(&mut BytesMut)) -> usize {
         let queued = {
             let mut out = self.out.borrow_mut();
-            encode_pong(payload, &mut out);
+            encode(&mut out);
             out.len()
         };
         self.wake();
