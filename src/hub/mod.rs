@@ -399,7 +399,7 @@ impl Hub {
                     ));
                 }
                 let mut snapshot = self.state.snapshot(self.seq);
-                snapshot["pnl"] = self.current_pnl();
+                snapshot.pnl = Some(self.current_pnl());
                 initial.push(frame::hub_frame(&self.settings.epoch, "snapshot", snapshot));
             }
         }

@@ -33,6 +33,18 @@ pub enum Apply {
     Stale,
 }
 
+/// The `snapshot` frame's payload (SPEC §3), serialized as it stands.
+#[derive(serde::Serialize)]
+pub struct Snapshot<'a> {
+    pub orders: Vec<&'a RecordData>,
+    pub positions: Vec<&'a RecordData>,
+    pub balances: Vec<&'a RecordData>,
+    pub seq: u64,
+    /// The current PnL, where the hub has one to give.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pnl: Option<Value>,
+}
+
 struct Entry {
     data: RecordData,
     status: Option<OrderStatus>,
@@ -246,21 +258,23 @@ impl AccountState {
     }
 
     /// The snapshot payload: open + recent orders, positions, balances, and the seq it reflects.
-    pub fn snapshot(&self, seq: u64) -> Value {
+    /// The rows are the held record texts, written as they are (not parsed again per join).
+    pub fn snapshot(&self, seq: u64) -> Snapshot<'_> {
         let mut orders: Vec<&Entry> = self.orders.values().collect();
         orders.sort_by_key(|e| std::cmp::Reverse(e.updated_at));
-        let mut positions: Vec<Map<String, Value>> =
-            self.positions.values().map(|e| e.data.to_map()).collect();
-        positions.sort_by(|a, b| pair_of(a).cmp(pair_of(b)));
-        let rows =
-            |v: Vec<Map<String, Value>>| Value::Array(v.into_iter().map(Value::Object).collect());
-        let maps = |v: Vec<&Entry>| v.into_iter().map(|e| e.data.to_map()).collect();
-        serde_json::json!({
-            "orders": rows(maps(orders)),
-            "positions": rows(positions),
-            "balances": rows(maps(self.balances.values().collect())),
-            "seq": seq,
-        })
+        let mut positions: Vec<(String, &RecordData)> = self
+            .positions
+            .values()
+            .map(|e| (pair_of_data(&e.data), &e.data))
+            .collect();
+        positions.sort_by(|a, b| a.0.cmp(&b.0));
+        Snapshot {
+            orders: orders.into_iter().map(|e| &e.data).collect(),
+            positions: positions.into_iter().map(|(_, data)| data).collect(),
+            balances: self.balances.values().map(|e| &e.data).collect(),
+            seq,
+            pnl: None,
+        }
     }
 
     /// Every held position row, ordered by pair (what the PnL is computed from).
@@ -311,6 +325,14 @@ impl<'a> TableRef<'a> {
             TableRef::Hash(m) => m.get(key),
             TableRef::Tree(m) => m.get(key),
         }
+    }
+}
+
+/// A position's `pair`, read from its held text ("" when absent).
+fn pair_of_data(data: &RecordData) -> String {
+    match data.get("pair") {
+        Some(Value::String(pair)) => pair,
+        _ => String::new(),
     }
 }
 
